@@ -1,0 +1,33 @@
+# make test: the whole suite from a fresh clone. make demo: the lab (and later the bot) to try.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian packages the suite needs (none yet for the API lab; Redis, OpenSSH and etcd join later).
+SYSTEM_PACKAGES ?=
+
+.PHONY: test demo lint bench system-packages clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+system-packages:
+	@scripts/ensure-system-packages $(SYSTEM_PACKAGES)
+
+test: system-packages $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/lab_throughput.py
+
+demo: system-packages $(VENV)/.installed
+	$(PY) -m lab up --scenario seeds-os-upgrade --kubeconfig .lab/kubeconfig --time-scale 0.2
+
+clean:
+	rm -rf $(VENV) .lab .pytest_cache .ruff_cache

@@ -1,0 +1,257 @@
+"""The Kubernetes API verbs over the lab's store: what kube-apiserver's registry does."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+from lab import errors
+from lab import objects as o
+from lab.cluster import Cluster
+from lab.resources import BY_NAME, Resource
+from lab.selectors import (
+    parse_field_selector,
+    parse_label_selector,
+    selector_is_empty,
+    selector_matches,
+)
+from lab.store import ALL, Store
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+@dataclass(frozen=True)
+class Target:
+    resource: Resource
+    namespace: str | None  # None: across all namespaces (or cluster-scoped)
+    name: str | None = None
+    subresource: str | None = None
+
+
+class Api:
+    def __init__(self, store: Store, cluster: Cluster) -> None:
+        self.store = store
+        self.cluster = cluster
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, target: Target) -> dict:
+        obj = self.store.get(target.resource.name, target.namespace or "", target.name or "")
+        if obj is None:
+            raise errors.not_found(target.resource.name, target.name or "", target.resource.group)
+        return obj
+
+    def list_filter(self, target: Target, label_selector: str | None, field_selector: str | None):
+        """The predicate and the index candidates for a list or watch."""
+        try:
+            by_labels = parse_label_selector(label_selector)
+            by_fields, exact = parse_field_selector(target.resource.name, field_selector)
+        except ValueError as exc:
+            raise errors.bad_request(str(exc)) from exc
+        candidates = None
+        if target.resource.name == "pods" and "spec.nodeName" in exact:
+            candidates = set(self.store.pods_by_node.get(exact["spec.nodeName"], ()))
+        if not label_selector and not field_selector:
+            return ALL, candidates
+        return (lambda obj: by_labels(obj) and by_fields(obj)), candidates
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create(self, target: Target, body: dict, dry_run: bool) -> dict:
+        resource = target.resource
+        if not isinstance(body, dict):
+            raise errors.bad_request("Object 'Kind' is missing in request body")
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + o.random_suffix(rng=self.cluster.rng)
+        name = meta.get("name", "")
+        if resource.namespaced:
+            namespace = target.namespace or meta.get("namespace") or "default"
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on "
+                    "the request")
+            meta["namespace"] = namespace
+            if self.store.get("namespaces", "", namespace) is None:
+                raise errors.not_found("namespaces", namespace)
+        self._validate(resource, obj)
+        if self.store.get(resource.name, meta.get("namespace", ""), name) is not None:
+            raise errors.already_exists(resource.name, name, resource.group)
+        obj["kind"], obj["apiVersion"] = resource.kind, resource.api_version
+        for server_owned in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp"):
+            meta.pop(server_owned, None)
+        if resource.name == "pods":
+            obj = o.new_pod(meta, obj.get("spec") or {})
+            if obj["spec"].get("nodeName"):
+                self.cluster._start_if_possible(obj)
+        else:
+            o.stamp(obj)
+            obj.setdefault("spec", {})
+            if resource.name == "namespaces":
+                obj["status"] = {"phase": "Active"}
+        if dry_run:
+            return obj
+        return self.store.put(resource.name, obj)
+
+    def update(self, target: Target, body: dict, dry_run: bool) -> dict:
+        current = self.get(target)
+        if not isinstance(body, dict):
+            raise errors.bad_request("Object 'Kind' is missing in request body")
+        meta = body.get("metadata") or {}
+        if meta.get("name") and meta["name"] != target.name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({target.name})")
+        wanted_rv = meta.get("resourceVersion")
+        if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(target.resource.name, target.name or "", target.resource.group)
+        return self._replace(target, current, body, dry_run)
+
+    def patch(self, target: Target, content_type: str, body: object, dry_run: bool) -> dict:
+        from lab.patch import apply_patch
+
+        current = self.get(target)
+        patched = apply_patch(copy.deepcopy(current), content_type, body)
+        if not isinstance(patched, dict):
+            raise errors.bad_request("the patch did not produce an object")
+        wanted_rv = (patched.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(target.resource.name, target.name or "", target.resource.group)
+        return self._replace(target, current, patched, dry_run)
+
+    def _replace(self, target: Target, current: dict, wanted: dict, dry_run: bool) -> dict:
+        resource = target.resource
+        new = copy.deepcopy(wanted)
+        meta = new.setdefault("metadata", {})
+        # Identity and server-owned fields cannot change through an update.
+        for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
+                      "deletionGracePeriodSeconds", "generation", "ownerReferences"):
+            if field in current["metadata"]:
+                if field == "ownerReferences" and field in meta:
+                    continue
+                meta[field] = current["metadata"][field]
+        new["kind"], new["apiVersion"] = resource.kind, resource.api_version
+        if target.subresource == "status":
+            new = {**copy.deepcopy(current), "status": new.get("status", {})}
+        else:
+            new["status"] = copy.deepcopy(current.get("status", {}))
+            if new.get("spec") != current.get("spec") and "generation" in current["metadata"]:
+                meta["generation"] = current["metadata"]["generation"] + 1
+        self._validate(resource, new)
+        if dry_run or new == current:
+            return current if new == current else new
+        return self.store.put(resource.name, new)
+
+    def _validate(self, resource: Resource, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        causes: list[tuple[str, str]] = []
+        if not name:
+            causes.append(("metadata.name", "Required value: name or generateName is required"))
+        elif not DNS_SUBDOMAIN.match(name) or len(name) > 253:
+            causes.append((
+                "metadata.name",
+                f"Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower "
+                "case alphanumeric characters, '-' or '.', and must start and end with an "
+                "alphanumeric character (e.g. 'example.com', regex used for validation is "
+                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+            ))
+        spec = obj.get("spec") or {}
+        if resource.name == "nodes":
+            for index, taint in enumerate(spec.get("taints") or []):
+                effect = taint.get("effect", "")
+                if effect not in TAINT_EFFECTS:
+                    causes.append((
+                        f"spec.taints[{index}].effect",
+                        f'Unsupported value: "{effect}": supported values: "NoSchedule", '
+                        '"PreferNoSchedule", "NoExecute"',
+                    ))
+        if resource.name in ("deployments", "replicasets", "statefulsets"):
+            replicas = spec.get("replicas", 1)
+            if not isinstance(replicas, int) or replicas < 0:
+                causes.append(("spec.replicas", f"Invalid value: {replicas}: must be greater than "
+                               "or equal to 0"))
+        if causes:
+            raise errors.invalid(resource.kind, name, causes, resource.group)
+
+    def delete(self, target: Target, options: dict, dry_run: bool) -> dict:
+        current = self.get(target)
+        preconditions = options.get("preconditions") or {}
+        if preconditions.get("uid") and preconditions["uid"] != current["metadata"]["uid"]:
+            raise errors.conflict(target.resource.name, target.name or "", target.resource.group)
+        if (preconditions.get("resourceVersion")
+                and preconditions["resourceVersion"] != current["metadata"]["resourceVersion"]):
+            raise errors.conflict(target.resource.name, target.name or "", target.resource.group)
+        if target.resource.name == "pods":
+            grace = options.get("gracePeriodSeconds")
+            if dry_run:
+                return current
+            return self.cluster.delete_pod(current, None if grace is None else int(grace))
+        if dry_run:
+            return errors.success(self._details(target, current))
+        if target.resource.name == "namespaces":
+            for resource in BY_NAME.values():
+                if resource.namespaced:
+                    for obj in list(self.store.items(resource.name, target.name)):
+                        self.store.remove(resource.name, target.name or "", obj["metadata"]["name"])
+        self.store.remove(target.resource.name, target.namespace or "", target.name or "")
+        return errors.success(self._details(target, current))
+
+    @staticmethod
+    def _details(target: Target, obj: dict) -> dict:
+        details = {"name": target.name}
+        if target.resource.group:
+            details["group"] = target.resource.group
+        details["kind"] = target.resource.name
+        details["uid"] = obj["metadata"]["uid"]
+        return details
+
+    # -- eviction --------------------------------------------------------------------------
+
+    def evict(self, target: Target, body: dict, dry_run_query: bool) -> tuple[int, dict]:
+        """POST pods/{name}/eviction, following the apiserver's EvictionREST.Create."""
+        if not isinstance(body, dict) or body.get("kind") not in (None, "Eviction"):
+            raise errors.bad_request(f"not a Eviction object: {type(body).__name__}")
+        name = (body.get("metadata") or {}).get("name")
+        if name != target.name:
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        options = body.get("deleteOptions") or {}
+        dry_run = dry_run_query or "All" in (options.get("dryRun") or [])
+        pod = self.get(Target(BY_NAME["pods"], target.namespace, target.name))
+        phase = pod.get("status", {}).get("phase")
+        grace = options.get("gracePeriodSeconds")
+        grace = None if grace is None else int(grace)
+        if phase in ("Succeeded", "Failed", "Pending") or pod["metadata"].get("deletionTimestamp"):
+            if not dry_run:
+                self.cluster.delete_pod(pod, grace)
+            return 201, errors.success()
+        pdbs = [
+            pdb for pdb in self.store.items("poddisruptionbudgets", target.namespace)
+            if not selector_is_empty(pdb["spec"].get("selector"))
+            and selector_matches(pdb["spec"]["selector"], pod["metadata"].get("labels"))
+        ]
+        if len(pdbs) > 1:
+            message = ("This pod has more than one PodDisruptionBudget, which the eviction "
+                       "subresource does not support.")
+            body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": message, "code": 500}
+            return 500, body
+        if pdbs:
+            pdb = pdbs[0]
+            status = self.cluster.pdb_status(pdb)
+            unready_but_enough = (not o.pod_is_ready(pod)
+                                  and status["currentHealthy"] >= status["desiredHealthy"] > 0)
+            if not unready_but_enough and status["disruptionsAllowed"] == 0:
+                message = (f"The disruption budget {pdb['metadata']['name']} needs "
+                           f"{status['desiredHealthy']} healthy pods and has "
+                           f"{status['currentHealthy']} currently")
+                raise errors.too_many_requests(
+                    "Cannot evict pod as it would violate the pod's disruption budget.", 0,
+                    [{"reason": "DisruptionBudget", "message": message}])
+        if not dry_run:
+            self.cluster.delete_pod(pod, grace)
+        return 201, errors.success()

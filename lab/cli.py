@@ -1,0 +1,94 @@
+"""`python -m lab up ...`: run a simulated cluster in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import ssl
+import sys
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from lab import certs, kubeconfig, scenario
+from lab.server import Lab, build_app
+
+
+def _time_scale(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("--time-scale must be greater than 0 (1 = real time)")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("--port must be between 0 and 65535 (0 = any free port)")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="serve a simulated Kubernetes API until interrupted")
+    up.add_argument("--scenario", required=True,
+                    help=f"a scenario name, a YAML file or large:NODES:PODS_PER_NODE "
+                         f"(known: {', '.join(scenario.available())})")
+    up.add_argument("--kubeconfig", required=True, type=Path,
+                    help="where to write the kubeconfig; it appears once the API is ready")
+    up.add_argument("--port", type=_port, default=0, help="HTTPS port on 127.0.0.1 (default: free)")
+    up.add_argument("--time-scale", type=_time_scale, default=1.0,
+                    help="multiply grace periods and timeouts by this (0.1 = ten times faster)")
+    return top
+
+
+async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="kubemaint-lab-") as state:
+        serving = certs.generate(Path(state))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(serving.cert_file, serving.key_file)
+        runner = web.AppRunner(build_app(lab), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=context, backlog=1024)
+        await site.start()
+        bound = runner.addresses[0][1]
+        lab.server_address = f"127.0.0.1:{bound}"
+        server = f"https://127.0.0.1:{bound}"
+        kubeconfig.write_atomically(kubeconfig_path, kubeconfig.render(server, serving.ca_pem, lab.token))
+        print(f"lab: scenario {lab.scenario.name} serving at {server}", flush=True)
+        print(f"lab: export KUBECONFIG={kubeconfig_path}  (then: kubectl get nodes)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                kubeconfig_path.unlink()  # it would point at a server that is gone
+            lab.cluster.stop()
+            await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    with contextlib.suppress(FileNotFoundError):
+        args.kubeconfig.unlink()  # a stale file would look like a ready lab
+
+    async def run() -> None:
+        try:
+            lab = Lab(args.scenario, time_scale=args.time_scale)
+        except scenario.ScenarioError as exc:
+            raise SystemExit(f"lab: {exc}") from exc
+        await serve(lab, args.kubeconfig, args.port)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

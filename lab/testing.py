@@ -1,0 +1,145 @@
+"""Start a lab in a child process and talk to it: used by tests, benchmarks and the demo."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+
+class LabError(RuntimeError):
+    pass
+
+
+class LabProcess:
+    """`python -m lab up` in a child process, ready when its kubeconfig appears."""
+
+    def __init__(self, scenario: str, *, time_scale: float = 0.05, workdir: Path | None = None,
+                 ready_timeout: float = 60.0) -> None:
+        self.scenario = scenario
+        self.time_scale = time_scale
+        self.ready_timeout = ready_timeout
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kubemaint-lab-")
+        self.workdir = Path(workdir or self._tmp.name)
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.log = self.workdir / "lab.log"
+        self.process: subprocess.Popen | None = None
+        self.server = ""
+        self.token = ""
+        self._ssl: ssl.SSLContext | None = None
+
+    def start(self) -> LabProcess:
+        log = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lab", "up", "--scenario", self.scenario,
+             "--kubeconfig", str(self.kubeconfig), "--time-scale", str(self.time_scale)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + self.ready_timeout
+        while not self.kubeconfig.exists():
+            if self.process.poll() is not None:
+                raise LabError(f"lab exited with {self.process.returncode}: {self.log.read_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LabError(f"lab not ready after {self.ready_timeout}s: {self.log.read_text()}")
+            time.sleep(0.02)
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        self.server = config["clusters"][0]["cluster"]["server"]
+        self.token = config["users"][0]["user"]["token"]
+        ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
+        self._ssl = ssl.create_default_context(cadata=ca.decode())
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> LabProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: object = None, *,
+                content_type: str = "application/json", token: str | None = None,
+                headers: dict | None = None) -> tuple[int, object]:
+        """One request to the lab; returns (status, decoded JSON or text)."""
+        data = None if body is None else (
+            body if isinstance(body, bytes) else json.dumps(body).encode())
+        all_headers = {"Authorization": f"Bearer {self.token if token is None else token}"}
+        if token == "":
+            all_headers.pop("Authorization")
+        if data is not None:
+            all_headers["Content-Type"] = content_type
+        all_headers.update(headers or {})
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=30) as resp:
+                raw, code = resp.read(), resp.status
+        except urllib.error.HTTPError as err:
+            raw, code = err.read(), err.code
+        try:
+            return code, json.loads(raw)
+        except ValueError:
+            return code, raw.decode()
+
+    def admin(self, method: str, path: str, body: object = None) -> object:
+        code, result = self.request(method, "/_lab/" + path.lstrip("/"), body)
+        if code >= 400:
+            raise LabError(f"{method} /_lab/{path} -> {code}: {result}")
+        return result
+
+    def reset(self) -> None:
+        self.admin("POST", "reset")
+
+    def counters(self) -> dict:
+        return self.admin("GET", "counters")
+
+    def set_faults(self, faults: dict) -> None:
+        self.admin("PUT", "faults", faults)
+
+    def get(self, path: str) -> dict:
+        code, result = self.request("GET", path)
+        if code != 200:
+            raise LabError(f"GET {path} -> {code}: {result}")
+        return result
+
+    def pods(self, namespace: str | None = None, node: str | None = None) -> list[dict]:
+        path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+        if node:
+            path += f"?fieldSelector=spec.nodeName%3D{node}"
+        return self.get(path)["items"]
+
+    def wait_for(self, condition, timeout: float = 30.0, interval: float = 0.05,
+                 message: str = "condition"):
+        """Poll `condition()` until it returns a truthy value, or fail after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise LabError(f"timed out after {timeout}s waiting for {message}")
+            time.sleep(interval)
