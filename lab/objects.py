@@ -16,6 +16,11 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what the apiserver uses for generateName
 
 
+def clone(obj: dict) -> dict:
+    """A deep copy of a JSON-shaped object; several times faster than copy.deepcopy."""
+    return orjson.loads(orjson.dumps(obj))
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
