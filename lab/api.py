@@ -164,7 +164,9 @@ class Api:
         if resource.name == "nodes":
             for index, taint in enumerate(spec.get("taints") or []):
                 effect = taint.get("effect", "")
-                if effect not in TAINT_EFFECTS:
+                if not effect:
+                    causes.append((f"spec.taints[{index}].effect", "Required value"))
+                elif effect not in TAINT_EFFECTS:
                     causes.append((
                         f"spec.taints[{index}].effect",
                         f'Unsupported value: "{effect}": supported values: "NoSchedule", '
@@ -225,10 +227,12 @@ class Api:
         phase = pod.get("status", {}).get("phase")
         grace = options.get("gracePeriodSeconds")
         grace = None if grace is None else int(grace)
+        # The create handler stamps its 201 into a Status that has no code of its own.
+        evicted = {**errors.success(), "code": 201}
         if phase in ("Succeeded", "Failed", "Pending") or pod["metadata"].get("deletionTimestamp"):
             if not dry_run:
                 self.cluster.delete_pod(pod, grace)
-            return 201, errors.success()
+            return 201, evicted
         pdbs = [
             pdb for pdb in self.store.items("poddisruptionbudgets", target.namespace)
             if not selector_is_empty(pdb["spec"].get("selector"))
@@ -254,4 +258,4 @@ class Api:
                     [{"reason": "DisruptionBudget", "message": message}])
         if not dry_run:
             self.cluster.delete_pod(pod, grace)
-        return 201, errors.success()
+        return 201, evicted

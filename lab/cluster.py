@@ -266,7 +266,7 @@ class Cluster:
         if not self.pending:
             return
         pods = self.store.table("pods").objects
-        nodes = self.store.table("nodes").objects
+        nodes = {node["metadata"]["name"]: node for node in self.store.table("nodes").objects.values()}
         load = {name: sum(1 for p in self.pods_on(name) if not o.pod_is_terminal(p)) for name in nodes}
         groups: dict[tuple, list[dict]] = {}
         for key in sorted(self.pending):

@@ -80,10 +80,21 @@ def invalid(kind: str, name: str, causes: list[tuple[str, str]], group: str = ""
         details["group"] = group
     details["kind"] = kind
     details["causes"] = [
-        {"reason": "FieldValueInvalid", "message": message, "field": field}
+        {"reason": _cause_type(message), "message": message, "field": field}
         for field, message in causes
     ]
     return ApiError(status(422, "Invalid", f'{kind} "{name}" is invalid: {summary}', details))
+
+
+def _cause_type(message: str) -> str:
+    """field.ErrorType's cause reason, from the prefix its ErrorBody gives the message."""
+    for prefix, reason in (("Required value", "FieldValueRequired"),
+                           ("Unsupported value", "FieldValueNotSupported"),
+                           ("Duplicate value", "FieldValueDuplicate"),
+                           ("Forbidden", "FieldValueForbidden")):
+        if message.startswith(prefix):
+            return reason
+    return "FieldValueInvalid"
 
 
 def bad_request(message: str) -> ApiError:
@@ -102,7 +113,7 @@ def unsupported_media_type() -> ApiError:
     message = (
         "the body of the request was in an unknown format - accepted media types include: "
         "application/json-patch+json, application/merge-patch+json, "
-        "application/apply-patch+yaml, application/strategic-merge-patch+json"
+        "application/strategic-merge-patch+json, application/apply-patch+yaml"
     )
     return ApiError(status(415, "UnsupportedMediaType", message))
 

@@ -6,7 +6,7 @@ import copy
 
 import jsonpatch
 
-from lab.errors import bad_request, unsupported_media_type
+from lab.errors import ApiError, bad_request, status, unsupported_media_type
 
 # List fields whose strategic-merge strategy is "merge" on a key, for the kinds we serve.
 MERGE_KEYS = {
@@ -73,15 +73,31 @@ def strategic_merge_patch(target: object, patch: object, field: str = "") -> obj
     return copy.deepcopy(patch)
 
 
+PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+               "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+
+
+def check_patch_type(content_type: str) -> None:
+    """415 for any other Content-Type, before the body is read (as PatchResource does)."""
+    if content_type.split(";")[0].strip() not in PATCH_TYPES:
+        raise unsupported_media_type()
+
+
 def apply_patch(target: dict, content_type: str, body: object) -> dict:
     kind = content_type.split(";")[0].strip()
     if kind == "application/json-patch+json":
         if not isinstance(body, list):
             raise bad_request("json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp")
+        odd = next((op for op in body if not isinstance(op, dict | None)), None)
+        if odd is not None:
+            kind_name = {str: "string", bool: "bool", list: "array"}.get(type(odd), "number")
+            raise bad_request(f"json: cannot unmarshal {kind_name} into Go value of type jsonpatch.Operation")
         try:
             return jsonpatch.apply_patch(target, body)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise bad_request(str(exc)) from exc
+            # A patch that decodes but cannot apply (failed test, missing path) is a 422.
+            raise ApiError(status(422, "Invalid", "the server rejected our request due to an error in "
+                                  "our request", {})) from exc
     if not isinstance(body, dict):
         raise bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
     if kind in ("application/merge-patch+json", "application/apply-patch+yaml"):

@@ -17,6 +17,7 @@ from lab import objects as o
 from lab.api import Api, Target
 from lab.cluster import Cluster
 from lab.faults import Faults, RequestCounter
+from lab.patch import check_patch_type
 from lab.store import Gone, Store, WatchEvent
 
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
@@ -284,6 +285,7 @@ async def _serve(request: web.Request, lab: Lab, target: Target) -> web.StreamRe
     if verb == "update":
         return dump(api.update(target, await read_json(request), dry_run))
     if verb == "patch":
+        check_patch_type(request.headers.get("Content-Type", ""))
         body = await read_json(request)
         return dump(api.patch(target, request.headers.get("Content-Type", ""), body, dry_run))
     if verb == "delete":

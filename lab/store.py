@@ -164,15 +164,25 @@ class Store:
         if continue_token:
             start = decode_continue(continue_token)
         keys = sorted(candidates) if candidates is not None else table.sorted_keys
-        index = bisect.bisect_right(keys, start) if start else 0
+        # Keys sort by (namespace, name): one namespace is a contiguous range of them.
+        low, high = 0, len(keys)
+        if namespace is not None:
+            low = bisect.bisect_left(keys, (namespace, ""))
+            high = bisect.bisect_left(keys, (namespace + "\x00",), low)
+        index = bisect.bisect_right(keys, start, low, high) if start else low
+        if candidates is None and accepts is ALL:
+            # Every key in the range matches: the page is a slice, not a per-item loop.
+            end = min(high, index + limit) if limit else high
+            out = keys[index:end]
+            if end >= high or not out:
+                return out, None, None
+            remaining = high - end  # etcd counts the rest of the key range, one namespace too
+            return out, encode_continue(out[-1], self.rv), remaining
         out: list[Key] = []
         last: Key | None = None
         has_more = False
-        while index < len(keys):
+        while index < high:
             key = keys[index]
-            if namespace is not None and key[0] != namespace:
-                index += 1
-                continue
             obj = table.objects.get(key)
             if obj is None or not accepts(obj):
                 index += 1
@@ -185,9 +195,7 @@ class Store:
             index += 1
         if not has_more or last is None:
             return out, None, None
-        filtered = candidates is not None or accepts is not ALL
-        remaining = None if filtered or namespace is not None else len(keys) - index
-        return out, encode_continue(last, self.rv), remaining
+        return out, encode_continue(last, self.rv), None
 
     def watch(self, resource: str, accepts: Callable[[dict], bool]) -> Watcher:
         watcher = Watcher(asyncio.Queue(), accepts)
@@ -222,4 +230,4 @@ def decode_continue(token: str) -> Key:
         namespace, _, name = data["start"].partition("/")
         return (namespace, name)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError("continue key is not valid") from exc
+        raise ValueError(f"invalid continue token: continue key is not valid: {exc}") from exc
