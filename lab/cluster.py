@@ -72,12 +72,19 @@ class Cluster:
         self.dirty_namespaces: set[str] = set()
         self.nodes_changed = True
         self.pending: set[Key] = set()
+        # Pods on each node that are not finished: kept up to date from events so the
+        # scheduler never walks every pod of a large cluster.
+        self.node_load: dict[str, int] = {}
+        self._fitting_nodes: dict[str, list[str]] = {}
         store.listeners.append(self._on_event)
 
     # -- change tracking ------------------------------------------------------------------
 
     def _on_event(self, resource: str, event: WatchEvent) -> None:
         if resource == "pods":
+            self._count_load(event.old, -1)
+            if event.type != "DELETED":
+                self._count_load(event.obj, +1)
             for obj in (event.old, event.obj):
                 if obj is None:
                     continue
@@ -91,6 +98,7 @@ class Cluster:
                 self.pending.discard(key)
         elif resource == "nodes":
             self.nodes_changed = True
+            self._fitting_nodes.clear()
         elif resource in WORKLOADS:
             self.dirty_owners.add(event.obj["metadata"]["uid"])
             for ref in event.obj["metadata"].get("ownerReferences") or []:
@@ -100,6 +108,13 @@ class Cluster:
         elif resource == "poddisruptionbudgets" and event.type != "DELETED":
             self.dirty_namespaces.add(event.obj["metadata"]["namespace"])
         self.kick()
+
+    def _count_load(self, pod: dict | None, delta: int) -> None:
+        if pod is None or o.pod_is_terminal(pod):
+            return
+        node = pod["spec"].get("nodeName")
+        if node:
+            self.node_load[node] = self.node_load.get(node, 0) + delta
 
     def kick(self) -> None:
         """Run a reconcile pass soon, once for however many changes come before it."""
@@ -267,7 +282,6 @@ class Cluster:
             return
         pods = self.store.table("pods").objects
         nodes = {node["metadata"]["name"]: node for node in self.store.table("nodes").objects.values()}
-        load = {name: sum(1 for p in self.pods_on(name) if not o.pod_is_terminal(p)) for name in nodes}
         groups: dict[tuple, list[dict]] = {}
         for key in sorted(self.pending):
             pod = pods.get(key)
@@ -280,9 +294,19 @@ class Cluster:
                          repr(spec.get("nodeSelector")))
             groups.setdefault(signature, []).append(pod)
         for (owner_uid, _, _), group in groups.items():
-            self._bind_group(group, owner_uid, nodes, load)
+            self._bind_group(group, owner_uid, nodes)
 
-    def _bind_group(self, group: list[dict], owner_uid: str, nodes: dict, load: dict[str, int]) -> None:
+    def _fitting(self, spec: dict, nodes: dict[str, dict]) -> list[str]:
+        """Nodes whose taints, selector and state admit this pod spec; cached until a node changes."""
+        signature = repr((spec.get("tolerations"), spec.get("nodeSelector")))
+        fitting = self._fitting_nodes.get(signature)
+        if fitting is None:
+            fitting = [name for name, node in nodes.items() if node_accepts(node, spec)]
+            self._fitting_nodes[signature] = fitting
+        return fitting
+
+    def _bind_group(self, group: list[dict], owner_uid: str, nodes: dict) -> None:
+        load = self.node_load
         same_owner: dict[str, int] = {}
         for key in self.store.pods_by_owner.get(owner_uid, ()):
             pod = self.store.table("pods").objects.get(key)
@@ -290,11 +314,7 @@ class Cluster:
                 name = pod["spec"]["nodeName"]
                 same_owner[name] = same_owner.get(name, 0) + 1
         spec = group[0]["spec"]
-        heap = [
-            (same_owner.get(name, 0), load[name], name)
-            for name, node in nodes.items()
-            if node_accepts(node, spec)
-        ]
+        heap = [(same_owner.get(name, 0), load.get(name, 0), name) for name in self._fitting(spec, nodes)]
         heapq.heapify(heap)
         for pod in group:
             target = None
@@ -307,13 +327,12 @@ class Cluster:
                 break
             if target is None:
                 return  # the rest stay Pending until a node has room
-            load[target] += 1
             same_owner[target] = owned + 1
-            heapq.heappush(heap, (owned + 1, load[target], target))
             bound = o.clone(pod)
             bound["spec"]["nodeName"] = target
             self._start_if_possible(bound)
-            self.store.put("pods", bound)
+            self.store.put("pods", bound)  # the event updates node_load
+            heapq.heappush(heap, (owned + 1, load.get(target, 0), target))
 
     def _sync_node_health(self) -> None:
         """Pods on a NotReady node turn unready; after the eviction timeout they are deleted."""

@@ -54,12 +54,23 @@ class LabProcess:
                 self.stop()
                 raise LabError(f"lab not ready after {self.ready_timeout}s: {self.log.read_text()}")
             time.sleep(0.02)
+        self._read_kubeconfig()
+        return self
+
+    @classmethod
+    def attach(cls, kubeconfig: Path) -> LabProcess:
+        """Talk to a lab that is already running (started by `make demo`, say)."""
+        lab = cls("attached", workdir=kubeconfig.parent)
+        lab.kubeconfig = kubeconfig
+        lab._read_kubeconfig()
+        return lab
+
+    def _read_kubeconfig(self) -> None:
         config = yaml.safe_load(self.kubeconfig.read_text())
         self.server = config["clusters"][0]["cluster"]["server"]
         self.token = config["users"][0]["user"]["token"]
         ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
         self._ssl = ssl.create_default_context(cadata=ca.decode())
-        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
