@@ -13,6 +13,7 @@ import orjson
 from lab.versions import parse_minor
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what the apiserver uses for generateName
 
 
@@ -190,6 +191,15 @@ def set_node_ready(obj: dict, ready: bool) -> None:
                 lastTransitionTime=when,
                 lastHeartbeatTime=when,
             )
+    # The node lifecycle controller taints an unreachable node so nothing new lands there.
+    taints = [t for t in obj["spec"].get("taints") or [] if t.get("key") != UNREACHABLE_TAINT]
+    if not ready:
+        taints.append({"key": UNREACHABLE_TAINT, "effect": "NoSchedule", "timeAdded": when})
+        taints.append({"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": when})
+    if taints:
+        obj["spec"]["taints"] = taints
+    else:
+        obj["spec"].pop("taints", None)
 
 
 def node_is_ready(obj: dict) -> bool:

@@ -347,9 +347,13 @@ def test_an_unready_node_shows_not_ready_and_its_pods_turn_unready(seeds_lab: La
     seeds_lab.wait_for(lambda: not any(_ready(p) for p in seeds_lab.pods(node="node01")), timeout=5,
                        message="every pod on node01 unready")
     assert any(_ready(p) for p in seeds_lab.pods(node="controlplane"))
+    taints = seeds_lab.get("/api/v1/nodes/node01")["spec"]["taints"]
+    assert {(t["key"], t["effect"]) for t in taints} == {
+        ("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
 
     seeds_lab.admin("POST", "nodes/node01/ready", {"ready": True})
     assert _rows(_table(seeds_lab, "/api/v1/nodes"))["node01"][1] == "Ready"
+    assert "taints" not in seeds_lab.get("/api/v1/nodes/node01")["spec"]
     seeds_lab.wait_for(lambda: all(_ready(p) for p in seeds_lab.pods(node="node01")), timeout=5,
                        message="pods on node01 ready again")
 
@@ -386,3 +390,21 @@ def test_bad_admin_input_is_rejected_with_a_clear_message(seeds_lab: LabProcess,
     assert seeds_lab.get("/api/v1/nodes/node01") == before
     with pytest.raises(LabError, match=str(code)):
         seeds_lab.admin("POST", path, body)
+
+
+def test_a_node_down_past_the_eviction_timeout_loses_its_pods() -> None:
+    """The seeds' lesson: after 5 minutes (scaled here to 1.5 s) replicated pods move to
+    another node and a pod with no controller is gone for good."""
+    with LabProcess("seeds-os-upgrade", time_scale=0.005) as lab:
+        lab.admin("POST", "nodes/node01/ready", {"ready": False})
+
+        def moved() -> bool:
+            pods = lab.pods("default")
+            names = {p["metadata"]["name"] for p in pods}
+            apps = [p for p in pods if p["metadata"]["name"].startswith(("blue-", "green-"))]
+            return ("hr-app" not in names and len(apps) == 6
+                    and all(p["spec"].get("nodeName") == "controlplane" and _ready(p) for p in apps))
+
+        lab.wait_for(moved, timeout=20, message="pods evicted from the dead node and re-created")
+        daemon_pods = lab.pods("kube-system", node="node01")
+        assert {p["metadata"]["name"].rsplit("-", 1)[0] for p in daemon_pods} == {"kube-proxy", "kube-flannel-ds"}
