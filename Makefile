@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Debian packages the suite needs (none yet for the API lab; Redis, OpenSSH and etcd join later).
-SYSTEM_PACKAGES ?=
+# Debian packages the suite needs: Redis for the job queue (tests start private instances).
+SYSTEM_PACKAGES ?= redis-server
 
 .PHONY: test demo lint bench system-packages clean
 
