@@ -1,0 +1,287 @@
+"""Settings from YAML + KUBEMAINT_* env, the errors a mistyped config gets, and the roles and
+policies authorization builds on (bot/authz.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.authz import NotAllowed, check, roles_of
+from bot.config import ConfigError, RoleSettings, Settings, load_settings
+from bot.grammar import VERBS, parse
+
+MINIMAL = "slack:\n  bot_token: xoxb-file\n  app_token: xapp-file\n"
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    def write_config(text: str) -> Path:
+        path = tmp_path / "kubemaint.yaml"
+        path.write_text(text)
+        return path
+
+    return write_config
+
+
+def test_minimal_file_gets_sensible_defaults(write) -> None:
+    settings = load_settings(write(MINIMAL), env={})
+    assert settings.slack.mode == "socket"
+    assert settings.slack.bot_token.get_secret_value() == "xoxb-file"
+    assert settings.slack.http_port == 3000
+    assert settings.slack.base_url is None
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.kubeconfig is None and settings.context is None
+    assert settings.supported_latest_minor == 33
+    assert settings.progress.edit_interval_seconds == 3
+    assert settings.progress.updates_per_minute == 45
+    assert set(settings.policies) == set(VERBS)
+    for verb in ("help", "status", "jobs", "job"):
+        assert set(settings.policies[verb].allowed_roles) == {"viewer", "operator", "approver"}
+    for verb in ("cordon", "uncordon", "cancel"):
+        assert settings.policies[verb].allowed_roles == ("operator",)
+    for policy in settings.policies.values():
+        assert not policy.approval_required
+        assert policy.approvals_needed == 1
+        assert policy.approval_ttl_seconds == 1800
+
+
+def test_secrets_stay_out_of_reprs(write) -> None:
+    settings = load_settings(write(MINIMAL), env={})
+    assert "xoxb-file" not in repr(settings)
+    assert "xapp-file" not in str(settings.slack)
+
+
+def test_env_overrides_the_file(write) -> None:
+    path = write(MINIMAL + "supported_latest_minor: 30\nroles:\n  viewers: [U0VIEW]\n")
+    settings = load_settings(path, env={
+        "KUBEMAINT_SLACK__BOT_TOKEN": "xoxb-env",
+        "kubemaint_slack__http_port": "8080",
+        "KUBEMAINT_SUPPORTED_LATEST_MINOR": "v1.31",
+        "KUBEMAINT_ROLES__OPERATORS": '["U0OPS", "S0GROUP"]',
+        "KUBEMAINT_POLICIES__CORDON__APPROVAL_REQUIRED": "true",
+        "KUBEMAINT_ROLES__APPROVERS": "U0APP1, U0APP2",
+        "UNRELATED": "ignored",
+    })
+    assert settings.slack.bot_token.get_secret_value() == "xoxb-env"
+    assert settings.slack.app_token is not None and settings.slack.app_token.get_secret_value() == "xapp-file"
+    assert settings.slack.http_port == 8080
+    assert settings.supported_latest_minor == 31
+    assert settings.roles.viewers == ("U0VIEW",)
+    assert settings.roles.operators == ("U0OPS", "S0GROUP")
+    assert settings.roles.approvers == ("U0APP1", "U0APP2")
+    assert settings.policies["cordon"].approval_required
+    assert settings.policies["cordon"].allowed_roles == ("operator",)  # merged with the default
+
+
+def test_environment_alone_is_enough() -> None:
+    settings = load_settings(None, env={"KUBEMAINT_SLACK__BOT_TOKEN": "xoxb-1", "KUBEMAINT_SLACK__APP_TOKEN": "xapp-1"})
+    assert settings.slack.app_token is not None
+
+
+def test_partial_policy_keeps_the_other_defaults(write) -> None:
+    path = write(MINIMAL + """
+roles: {approvers: [U0APP1, U0APP2]}
+policies:
+  uncordon: {approval_required: true, approvals_needed: 2, approval_ttl_seconds: 600}
+  status: {allowed_roles: [operator]}
+""")
+    settings = load_settings(path, env={})
+    assert settings.policies["uncordon"].model_dump() == {
+        "allowed_roles": ("operator",), "approval_required": True, "approvals_needed": 2, "approval_ttl_seconds": 600,
+    }
+    assert settings.policies["status"].allowed_roles == ("operator",)
+    assert settings.policies["help"].allowed_roles == ("viewer", "operator", "approver")
+
+
+def test_http_mode_and_emulator_settings(write) -> None:
+    path = write("""
+slack: {mode: http, bot_token: xoxb-1, signing_secret: s3cret, base_url: "http://127.0.0.1:8888/api"}
+kubeconfig: ~/lab/kubeconfig
+context: lab
+redis_url: redis://localhost:6380/2
+supported_latest_minor: "1.32"
+""")
+    settings = load_settings(path, env={})
+    assert settings.slack.app_token is None
+    assert settings.slack.base_url == "http://127.0.0.1:8888/api/"  # slack_sdk appends method names
+    assert settings.kubeconfig == Path.home() / "lab" / "kubeconfig"
+    assert settings.context == "lab"
+    assert settings.supported_latest_minor == 32
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (MINIMAL + "colour: blue\n", "colour: unknown key"),
+        (MINIMAL.replace("app_token: xapp-file", "app_token: xapp-file\n  tokne: x"), "slack.tokne: unknown key"),
+        ("slack: {bot_token: xoxp-user, app_token: xapp-1}\n", "slack.bot_token: must be a bot token (xoxb-…)"),
+        ("slack: {bot_token: xoxb-1, app_token: xoxb-2}\n", "slack.app_token: must be an app-level token (xapp-…)"),
+        ("slack: {bot_token: xoxb-1}\n", "slack.app_token: required when slack.mode is socket"),
+        ("slack: {bot_token: xoxb-1, mode: http}\n", "slack.signing_secret: required when slack.mode is http"),
+        ("slack: {bot_token: xoxb-1, app_token: xapp-1, mode: rtm}\n", "slack.mode: must be one of 'socket' or 'http'"),
+        ("slack: {bot_token: xoxb-1, app_token: xapp-1, http_port: 70000}\n", "slack.http_port: must be <= 65535"),
+        ("slack: {bot_token: xoxb-1, app_token: xapp-1, base_url: slack.local}\n", "slack.base_url: must be an http"),
+        ("slack: {app_token: xapp-1}\n", "slack.bot_token: required"),
+        ("redis_url: redis://x\n", "slack: required"),
+        (MINIMAL + "redis_url: localhost:6379\n", "redis_url: must start with redis://"),
+        (MINIMAL + "roles: {operators: [U0OK, alice]}\n",
+         'roles.operators[1]: "alice" is not a Slack user id (U…/W…) or user group id (S…)'),
+        (MINIMAL + "roles: {approvers: [u0lower]}\n", 'roles.approvers[0]: "u0lower" is not a Slack user id'),
+        (MINIMAL + "roles: {admins: [U0X]}\n", "roles.admins: unknown key"),
+        (MINIMAL + "policies: {cordon: {approvals_needed: 0}}\n", "policies.cordon.approvals_needed: must be >= 1"),
+        (MINIMAL + "policies: {cordon: {approval_ttl_seconds: 0}}\n",
+         "policies.cordon.approval_ttl_seconds: must be > 0"),
+        (MINIMAL + "policies: {cordon: {allowed_roles: [admin]}}\n",
+         "policies.cordon.allowed_roles[0]: must be one of 'viewer', 'operator' or 'approver'"),
+        (MINIMAL + "policies: {cordon: {needs_approval: true}}\n", "policies.cordon.needs_approval: unknown key"),
+        (MINIMAL + "policies: {cordon: {approval_required: maybe}}\n",
+         "policies.cordon.approval_required: must be true or false"),
+        (MINIMAL + "policies: {reboot: {allowed_roles: [operator]}}\n", "policies.reboot: unknown command"),
+        (MINIMAL + "policies: {cordon: {approval_required: true}}\n",
+         "policies.cordon.approval_required: no approvers are configured (roles.approvers)"),
+        (MINIMAL + "roles: {approvers: [U0A]}\npolicies: {cordon: {approval_required: true, approvals_needed: 2}}\n",
+         "policies.cordon.approvals_needed: 2 approvals needed but roles.approvers lists only 1 user(s)"),
+        (MINIMAL + "supported_latest_minor: latest\n",
+         'supported_latest_minor: must be a Kubernetes minor like 33 or "v1.33"'),
+        (MINIMAL + "progress: {edit_interval_seconds: 0}\n", "progress.edit_interval_seconds: must be > 0"),
+        (MINIMAL + "progress: {updates_per_minute: -1}\n", "progress.updates_per_minute: must be > 0"),
+        (MINIMAL + "roles: [U0X]\n", "roles: must be a mapping of keys"),
+    ],
+)
+def test_bad_keys_are_named(write, text: str, problem: str) -> None:
+    path = write(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert any(problem in line for line in caught.value.problems), caught.value.problems
+    assert str(path) in str(caught.value)
+
+
+def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
+    assert caught.value.problems == [
+        "policies.drian: unknown command; policies exist for help, status, cordon, uncordon, jobs, job, cancel"
+    ]
+
+
+def test_group_approvers_can_satisfy_any_count(write) -> None:
+    # A user group's size is unknown here, so several approvals may well be possible.
+    path = write(MINIMAL + "roles: {approvers: [S0ONCALL]}\npolicies: {cordon: {approval_required: true, "
+                           "approvals_needed: 3}}\n")
+    assert load_settings(path, env={}).policies["cordon"].approvals_needed == 3
+
+
+def test_errors_from_env_name_the_variable(write) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL), env={"KUBEMAINT_SLACK__HTTP_PORT": "eighty", "KUBEMAINT_SLACK__COLOUR": "x"})
+    assert "slack.http_port: must be a whole number (from KUBEMAINT_SLACK__HTTP_PORT)" in caught.value.problems
+    assert "slack.colour: unknown key (from KUBEMAINT_SLACK__COLOUR)" in caught.value.problems
+
+
+def test_bad_token_is_not_echoed(write) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write("slack: {bot_token: xoxp-TOPSECRET, app_token: xapp-1}\n"), env={})
+    assert "TOPSECRET" not in str(caught.value)
+
+
+def test_several_problems_are_reported_together(write) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + "colour: blue\npolicies: {cordon: {approvals_needed: 0}}\n"), env={})
+    assert len(caught.value.problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("slack: [unclosed\n", "not valid YAML at line 2"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
+    ],
+)
+def test_unreadable_files(write, text: str, problem: str) -> None:
+    path = write(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert problem in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found") as caught:
+        load_settings(tmp_path / "nope.yaml", env={})
+    assert "nope.yaml" in str(caught.value)
+
+
+def test_empty_file_means_env_only(write) -> None:
+    settings = load_settings(write(""), env={"KUBEMAINT_SLACK__BOT_TOKEN": "xoxb-1",
+                                             "KUBEMAINT_SLACK__APP_TOKEN": "xapp-1"})
+    assert settings.slack.bot_token.get_secret_value() == "xoxb-1"
+
+
+# --- authorization (bot/authz.py) ---------------------------------------------------------------
+
+ROLES = RoleSettings(viewers=("U0VIEW", "S0READERS"), operators=("U0OPS",), approvers=("U0APP", "U0OPS"))
+
+
+@pytest.fixture
+def settings(write) -> Settings:
+    return load_settings(write(MINIMAL + """
+roles: {viewers: [U0VIEW], operators: [U0OPS], approvers: [U0APP]}
+policies:
+  cancel: {allowed_roles: [operator, approver]}
+  jobs: {allowed_roles: []}
+"""), env={})
+
+
+@pytest.mark.parametrize(
+    ("user", "groups", "expected"),
+    [
+        ("U0VIEW", [], {"viewer"}),
+        ("U0NEW", ["S0READERS"], {"viewer"}),
+        ("U0OPS", [], {"operator", "approver"}),
+        ("U0APP", ["S0OTHER"], {"approver"}),
+        ("U0NOBODY", [], set()),
+    ],
+)
+def test_roles_come_from_user_ids_and_groups(user: str, groups: list[str], expected: set[str]) -> None:
+    assert roles_of(user, groups, ROLES) == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "roles"),
+    [
+        ("status", {"viewer"}),
+        ("help", {"approver"}),
+        ("cordon node01", {"operator"}),
+        ("cancel j-1a2b3c4d", {"approver"}),
+        ("uncordon node01", {"viewer", "operator"}),
+    ],
+)
+def test_allowed(settings: Settings, text: str, roles: set[str]) -> None:
+    check(parse(text), frozenset(roles), settings, user_id="U0X")
+
+
+@pytest.mark.parametrize(
+    ("text", "roles", "message"),
+    [
+        ("cordon node01", {"viewer"}, "<@U0X> is a viewer; `cordon` needs the operator role"),
+        # roles are independent: approving is not operating
+        ("uncordon node01", {"approver"}, "<@U0X> is an approver; `uncordon` needs the operator role"),
+        ("cordon node01", {"viewer", "approver"},
+         "<@U0X> is a viewer and an approver; `cordon` needs the operator role"),
+        ("status", set(), "<@U0X> has no kubemaint role; `status` needs the viewer, operator or approver role"),
+        ("cancel j-1a2b3c4d", {"viewer"}, "<@U0X> is a viewer; `cancel` needs the operator or approver role"),
+        ("jobs", {"operator"}, "<@U0X> is an operator; `jobs` is turned off by policy (no role may run it)"),
+    ],
+)
+def test_not_allowed(settings: Settings, text: str, roles: set[str], message: str) -> None:
+    with pytest.raises(NotAllowed) as caught:
+        check(parse(text), frozenset(roles), settings, user_id="U0X")
+    assert caught.value.message == message
+    assert str(caught.value) == message
+
+
+def test_verbs_without_a_policy_fail_safe(settings: Settings) -> None:
+    policy = settings.policy("reboot")
+    assert policy.allowed_roles == ("operator",)
+    assert policy.approval_required

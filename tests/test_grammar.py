@@ -1,0 +1,202 @@
+"""The chat grammar: what users may type, and what they are told when they get it wrong."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from bot import grammar
+from bot.grammar import JOB_ID, NODE, NODE_NAME_PATTERN, VERBS, Command, GrammarError, VerbSpec, help_text, parse
+
+
+@pytest.mark.parametrize(
+    ("text", "verb", "node", "job_id", "normalised"),
+    [
+        ("help", "help", None, None, "help"),
+        ("status", "status", None, None, "status"),
+        ("cordon node01", "cordon", "node01", None, "cordon node01"),
+        ("uncordon node01", "uncordon", "node01", None, "uncordon node01"),
+        ("jobs", "jobs", None, None, "jobs"),
+        ("job j-1a2b3c4d", "job", None, "j-1a2b3c4d", "job j-1a2b3c4d"),
+        ("cancel j-00ff00ff", "cancel", None, "j-00ff00ff", "cancel j-00ff00ff"),
+        # the prefixes Slack and people add
+        ("<@U0BOT> cordon node01", "cordon", "node01", None, "cordon node01"),
+        ("<@U0BOT|kubemaint> status", "status", None, None, "status"),
+        ("/kubemaint uncordon node01", "uncordon", "node01", None, "uncordon node01"),
+        ("<@U0BOT> /kubemaint jobs", "jobs", None, None, "jobs"),
+        # whitespace and case
+        ("   CORDON \t  node01  \n", "cordon", "node01", None, "cordon node01"),
+        ("Status", "status", None, None, "status"),
+        ("job J-1A2B3C4D", "job", None, "j-1a2b3c4d", "job j-1a2b3c4d"),
+        # node-name edge cases that RFC 1123 allows
+        ("cordon a", "cordon", "a", None, "cordon a"),
+        ("cordon 1", "cordon", "1", None, "cordon 1"),
+        ("cordon ip-10-0-1-2", "cordon", "ip-10-0-1-2", None, "cordon ip-10-0-1-2"),
+        ("cordon " + "a" * 63, "cordon", "a" * 63, None, "cordon " + "a" * 63),
+        # nothing but a mention is a request for help
+        ("", "help", None, None, "help"),
+        ("<@U0BOT>", "help", None, None, "help"),
+        ("   ", "help", None, None, "help"),
+    ],
+)
+def test_accepted_commands(text: str, verb: str, node: str | None, job_id: str | None, normalised: str) -> None:
+    command = parse(text)
+    assert (command.verb, command.node, command.job_id, command.text) == (verb, node, job_id, normalised)
+    assert dict(command.options) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "usage"),
+    [
+        ("cordon Node01!", '"Node01!" is not a valid node name: use lowercase letters', "cordon NODE"),
+        ("cordon Node01", '"Node01" is not a valid node name: node names are lowercase (did you mean "node01"?)',
+         "cordon NODE"),
+        ("cordon -node01", '"-node01" is not a valid node name', "cordon NODE"),
+        ("cordon node01-", '"node01-" is not a valid node name', "cordon NODE"),
+        ("cordon node_01", '"node_01" is not a valid node name', "cordon NODE"),
+        ("cordon node01.example.com", '"node01.example.com" is not a valid node name', "cordon NODE"),
+        ("cordon " + "a" * 64, "node names are at most 63 characters", "cordon NODE"),
+        ("cordon", "`cordon` needs a NODE", "cordon NODE"),
+        ("uncordon", "`uncordon` needs a NODE", "uncordon NODE"),
+        ("cordon node01 node02", '`cordon` does not take "node02"', "cordon NODE"),
+        ("status now please", '`status` does not take "now please"', "status"),
+        ("cordon node01 --force", '`cordon` does not know "--force" (it takes no flags)', "cordon NODE"),
+        ("job 1234", '"1234" is not a valid job id: job ids look like j-1a2b3c4d', "job JOB_ID"),
+        ("cancel j-1234", '"j-1234" is not a valid job id', "cancel JOB_ID"),
+        ("cancel j-1a2b3c4g", '"j-1a2b3c4g" is not a valid job id', "cancel JOB_ID"),
+        ("job", "`job` needs a JOB_ID", "job JOB_ID"),
+        ("cordn node01", 'unknown command "cordn"; did you mean `cordon`?', grammar.overall_usage()),
+        ("stauts", 'unknown command "stauts"; did you mean `status`?', grammar.overall_usage()),
+        ("reboot node01", 'unknown command "reboot"', grammar.overall_usage()),
+        ("<@U0BOT> <@U0BOT> status", 'unknown command "&lt;@U0BOT&gt;"', grammar.overall_usage()),
+    ],
+)
+def test_rejected_commands(text: str, reason: str, usage: str) -> None:
+    with pytest.raises(GrammarError) as caught:
+        parse(text)
+    assert reason in caught.value.reason
+    assert caught.value.usage == usage
+    assert str(caught.value) == f"{caught.value.reason}\nUsage: {usage}"
+
+
+def test_unknown_verb_lists_every_verb() -> None:
+    with pytest.raises(GrammarError) as caught:
+        parse("frobnicate")
+    assert "did you mean" not in caught.value.reason
+    for spec in VERBS.values():
+        assert spec.usage in caught.value.usage
+    assert "cordon NODE" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cordon node01;reboot", "cordon node01 ; reboot", "cordon $(id)", "cordon `id`", "cordon node01|sh",
+        "cordon node01&&x", "cordon node01>x", "cordon 'node01'", 'cordon "node01"', "cordon node01\\",
+        "cordon node01\x00", "cordon ../etc", "cordon *", "cordon ~root", "job j-1a2b3c4d;x", "cordon nöde01",
+    ],
+)
+def test_shell_metacharacters_never_get_through(text: str) -> None:
+    with pytest.raises(GrammarError):
+        parse(text)
+
+
+def test_quoted_input_cannot_ping_the_channel() -> None:
+    with pytest.raises(GrammarError) as caught:
+        parse("<!channel> hello")
+    assert "<!channel>" not in str(caught.value)
+    assert "&lt;!channel&gt;" in caught.value.reason
+    with pytest.raises(GrammarError) as caught:
+        parse("cordon <!here>")
+    assert "<!here>" not in str(caught.value)
+
+
+def test_long_values_are_truncated_in_messages() -> None:
+    with pytest.raises(GrammarError) as caught:
+        parse("cordon " + "X" * 200)
+    assert len(caught.value.reason) < 150
+
+
+def test_overlong_text_is_refused_outright() -> None:
+    with pytest.raises(GrammarError, match="too long"):
+        parse("status " + " " * 1000)
+
+
+def test_commands_are_hashable_and_immutable() -> None:
+    command = parse("cordon node01")
+    assert command == Command("cordon", node="node01")
+    assert {command: 1}[parse("  cordon   node01")] == 1
+    with pytest.raises(AttributeError):
+        command.node = "node02"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        command.options["force"] = True  # type: ignore[index]
+
+
+def test_help_lists_every_verb_with_usage_and_description() -> None:
+    text = help_text()
+    for spec in VERBS.values():
+        assert f"`{spec.usage}` — {spec.description}" in text
+
+
+def test_a_new_verb_is_one_table_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    drain = VerbSpec("drain", (NODE,), "cordon a node and evict its pods", frozenset({"force", "ignore-daemonsets"}))
+    monkeypatch.setitem(VERBS, "drain", drain)
+    command = parse("drain node01 --ignore-daemonsets --FORCE")
+    assert command.verb == "drain"
+    assert command.node == "node01"
+    assert dict(command.options) == {"force": True, "ignore-daemonsets": True}
+    assert command.text == "drain node01 --force --ignore-daemonsets"
+    assert parse(command.text) == command
+    assert "`drain NODE [--force] [--ignore-daemonsets]` — cordon a node and evict its pods" in help_text()
+    with pytest.raises(GrammarError, match=r'does not know "--now" \(it takes --force, --ignore-daemonsets\)'):
+        parse("drain node01 --now")
+
+
+def test_every_verb_in_the_table_parses_with_valid_arguments() -> None:
+    samples = {NODE: "node01", JOB_ID: "j-0123abcd"}
+    for spec in VERBS.values():
+        text = " ".join([spec.name, *(samples[arg] for arg in spec.args)])
+        assert parse(text).text == text
+
+
+# --- fuzzing -------------------------------------------------------------------------------------
+
+_words = st.one_of(
+    st.sampled_from([*VERBS, "CORDON", "Job", "<@U0BOT>", "/kubemaint", "--force", "-", ";", "|", "$(id)"]),
+    st.from_regex(NODE_NAME_PATTERN, fullmatch=True),
+    st.from_regex(r"[jJ]-[0-9a-fA-F]{6,9}", fullmatch=True),
+    st.text(min_size=1, max_size=12),
+)
+_lines = st.one_of(
+    st.text(max_size=80),
+    st.lists(_words, max_size=5).map(" ".join),
+    st.tuples(st.sampled_from(["cordon", "uncordon"]), st.text(max_size=70)).map(" ".join),
+)
+
+
+@given(_lines)
+@example("cordon node01")
+@example("cordon \u00a0node01")
+@example("job j-ABCDEF01")
+def test_parse_raises_only_grammar_errors_and_round_trips(text: str) -> None:
+    try:
+        command = parse(text)
+    except GrammarError as error:
+        assert error.reason and error.usage
+        return
+    assert command.verb in VERBS
+    if command.node is not None:
+        assert NODE_NAME_PATTERN.fullmatch(command.node)
+        assert len(command.node) <= 63
+    if command.job_id is not None:
+        assert grammar.JOB_ID_PATTERN.fullmatch(command.job_id)
+    assert parse(command.text) == command
+    assert re.fullmatch(r"[a-z0-9 -]+", command.text)
+
+
+@given(st.from_regex(NODE_NAME_PATTERN, fullmatch=True))
+def test_every_rfc1123_label_is_accepted(name: str) -> None:
+    assert parse(f"cordon {name}").node == name
