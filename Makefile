@@ -27,7 +27,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/lab_throughput.py
 
 demo: system-packages $(VENV)/.installed
-	$(PY) -m lab up --scenario seeds-os-upgrade --kubeconfig .lab/kubeconfig --time-scale 0.2
+	$(PY) -m lab demo
 
 clean:
 	rm -rf $(VENV) .lab .pytest_cache .ruff_cache

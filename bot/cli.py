@@ -1,13 +1,135 @@
-"""The `kubemaint` command line."""
+"""The `kubemaint` command line: serve (the Slack app), worker, audit, check-config."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import threading
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = os.environ.get("KUBEMAINT_CONFIG")
+
+
+def _settings(path: str | None) -> Settings:
+    try:
+        return load_settings(Path(path) if path else None)
+    except ConfigError as error:
+        raise SystemExit(f"kubemaint: invalid configuration: {error}") from error
+
+
+def _redis(settings: Settings):
+    from redis import Redis
+
+    return Redis.from_url(settings.redis_url)
+
+
+def _kube_factory(settings: Settings):
+    from handlers.kube import connect
+
+    lock, cache = threading.Lock(), []
+
+    def kube():
+        with lock:
+            if not cache:
+                cache.append(connect(settings.kubeconfig, settings.context))
+            return cache[0]
+
+    return kube
+
+
+def serve(args: argparse.Namespace) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import build_app, start_background
+    from bot.audit import configure_logging
+
+    configure_logging()
+    settings = _settings(args.config)
+    redis = _redis(settings)
+    app, service = build_app(settings, redis, _kube_factory(settings))
+    stop = threading.Event()
+    start_background(service, redis, settings, stop)
+    try:
+        if settings.slack.mode == "socket":
+            handler = SocketModeHandler(app, settings.slack.app_token.get_secret_value(),
+                                        web_client=app.client)
+            handler.start()
+        else:
+            app.start(port=settings.slack.http_port, path="/slack/events")
+    finally:
+        stop.set()
+    return 0
+
+
+def resources_factory_for(settings: Settings):
+    from bot.jobs.actions import Resources
+    from handlers.kube import connect
+
+    return lambda: Resources(kube=connect(settings.kubeconfig, settings.context))
+
+
+def worker(args: argparse.Namespace) -> int:
+    import handlers  # noqa: F401  (registers the actions)
+    from bot.jobs.worker import run_worker
+
+    settings = _settings(args.config)
+    factory = resources_factory_for(settings)
+    # RQ forks a work horse per job; loading the kube client once here (it imports a lot lazily)
+    # means every job starts its first step in milliseconds instead of half a second.
+    factory().close()
+    from rq import SimpleWorker
+
+    # Jobs run in the worker process itself rather than a fork per job: forking a process that
+    # holds the kube client costs tens of milliseconds a job, and a crash of either is the same
+    # crash for the sweeper, which resumes the job on another worker.
+    run_worker(settings.redis_url, name=args.name, burst=args.burst, resources_factory=factory,
+               worker_class=SimpleWorker)
+    return 0
+
+
+def audit(args: argparse.Namespace) -> int:
+    from bot.audit import format_audit, parse_duration, read_audit
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as error:
+        raise SystemExit(f"kubemaint audit: {error}") from error
+    settings = _settings(args.config)
+    print(format_audit(read_audit(_redis(settings), since)))
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    print(f"configuration OK: Slack {settings.slack.mode} mode, Redis {settings.redis_url}, "
+          f"{len(settings.policies)} command policies")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="kubemaint", description="ChatOps for Kubernetes cluster maintenance.")
+    top.add_argument("--config", default=DEFAULT_CONFIG,
+                     help="YAML configuration file (default: $KUBEMAINT_CONFIG); KUBEMAINT_* variables override it")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the Slack app").set_defaults(func=serve)
+    work = sub.add_parser("worker", help="run a job worker")
+    work.add_argument("--name", help="worker name (default: host.pid)")
+    work.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    work.set_defaults(func=worker)
+    trail = sub.add_parser("audit", help="print the audit trail")
+    trail.add_argument("--since", default="1h", help="how far back: 30m, 1h, 2d (default 1h)")
+    trail.set_defaults(func=audit)
+    sub.add_parser("check-config", help="validate the configuration and exit").set_defaults(func=check_config)
+    return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kubemaint", description="ChatOps for cluster maintenance")
-    parser.add_subparsers(dest="command")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

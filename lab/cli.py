@@ -34,6 +34,7 @@ def _port(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="the bot in the lab with a terminal chat client (see python -m lab demo -h)")
     up = sub.add_parser("up", help="serve a simulated Kubernetes API until interrupted")
     up.add_argument("--scenario", required=True,
                     help=f"a scenario name, a YAML file or large:NODES:PODS_PER_NODE "
@@ -75,6 +76,11 @@ async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from lab.demo import main as demo
+
+        return demo(argv[1:])
     args = parser().parse_args(argv)
     with contextlib.suppress(FileNotFoundError):
         args.kubeconfig.unlink()  # a stale file would look like a ready lab

@@ -40,6 +40,7 @@ class LabProcess:
         self._ssl: ssl.SSLContext | None = None
 
     def start(self) -> LabProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lab", "up", "--scenario", self.scenario,

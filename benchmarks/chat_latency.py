@@ -1,0 +1,132 @@
+"""Chat latency: 20 users at once sending `status` and `cordon` through the Slack emulator.
+
+Measures, against the whole stack (bot and worker processes, Redis, lab cluster):
+- ack latency: the emulator delivering an envelope -> the bot's ack (target p99 <= 100 ms);
+- time to the first reply in the thread (target p99 <= 1 s);
+- approve click -> the job's first step started (target p99 <= 250 ms).
+
+    python benchmarks/chat_latency.py [--users 20] [--mode socket|http] [--record docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from redis import Redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.jobs.store import get_job
+from lab.stack import Stack
+
+BOT = "U0BOT"
+WORKERS = 2  # job workers, as a team would run for bursts of approvals
+TARGETS = {"ack": 100.0, "first reply": 1000.0, "approve -> step started": 250.0}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def _ack_ms(delivery: dict) -> float:
+    if delivery["acked_at"] is None:
+        raise RuntimeError(f"delivery {delivery['id']} ({delivery['summary']}) was not acked: {delivery['state']}")
+    return (delivery["acked_at"] - delivery["attempts"][0]["at"]) * 1000
+
+
+def one_user(stack: Stack, user: str, approver: str, node: str, channel: str, timings: dict[str, list[float]]) -> None:
+    chat = stack.slack.client
+    redis = Redis.from_url(stack.redis.url)
+    for text in ("status", f"cordon {node}"):
+        said = chat.say(user, channel, f"<@{BOT}> {text}")
+        reply = chat.wait_for_message(lambda m, ts=said["ts"]: m.get("user") == BOT and m.get("thread_ts") == ts,
+                                      channel=channel, timeout=60)
+        timings["first reply"].append((float(reply["ts"]) - float(said["ts"])) * 1000)
+        for delivery in chat.wait_for_deliveries(said.get("delivery_ids"), timeout=30):
+            timings["ack"].append(_ack_ms(delivery))
+    card = reply
+    clicked = chat.click(approver, channel, card["ts"], "approve")
+    for delivery in chat.wait_for_deliveries(clicked.get("delivery_ids"), timeout=30):
+        timings["ack"].append(_ack_ms(delivery))
+        clicked_at = delivery["attempts"][0]["at"]
+    progress = chat.wait_for_message(
+        lambda m: m.get("user") == BOT and m.get("thread_ts") == card["thread_ts"] and "Job `" in m.get("text", ""),
+        channel=channel, timeout=60)
+    job_id = progress["text"].split("`")[1]
+    record = chat.wait_for(lambda: (r := get_job(redis, job_id)) and r.steps[0].started_at and r, timeout=60,
+                           what=f"job {job_id} to start")
+    timings["approve -> step started"].append((record.steps[0].started_at - clicked_at) * 1000)
+
+
+def run(users: int, mode: str) -> dict[str, list[float]]:
+    operators = {f"U0OP{i:02d}": "operator" for i in range(users)}
+    approvers = {f"U0AP{i:02d}": "approver" for i in range(users)}
+    timings: dict[str, list[float]] = {name: [] for name in TARGETS}
+    # One channel per pair of users: Slack allows about one message per second per channel, so
+    # twenty people in one channel would measure Slack's rate limit, not kubemaint.
+    channels = {f"C0TEAM{i:02d}": f"team{i:02d}" for i in range(users)}
+    with Stack(scenario=f"large:{users + 1}:5", mode=mode, time_scale=0.05, workers=WORKERS,
+               extra_users={**operators, **approvers}, extra_channels=channels) as stack:
+        nodes = [f"node{i:04d}" for i in range(1, users + 1)]
+        with ThreadPoolExecutor(max_workers=users) as pool:
+            futures = [pool.submit(one_user, stack, op, ap, node, channel, timings)
+                       for op, ap, node, channel in zip(operators, approvers, nodes, channels, strict=True)]
+            for future in futures:
+                future.result()
+    return timings
+
+
+def table(timings: dict[str, list[float]], users: int, mode: str) -> str:
+    rows = [f"| measure ({users} users, {mode} mode) | samples | p50 ms | p99 ms | target p99 | met |",
+            "|---|---:|---:|---:|---:|---|"]
+    for name, values in timings.items():
+        p50, p99 = statistics.median(values), percentile(values, 99)
+        rows.append(f"| {name} | {len(values)} | {p50:.1f} | {p99:.1f} | <= {TARGETS[name]:.0f} ms | "
+                    f"{'yes' if p99 <= TARGETS[name] else 'NO'} |")
+    return "\n".join(rows)
+
+
+def record(path: Path, text: str) -> None:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"\n## Chat latency ({stamp})\n\n`python benchmarks/chat_latency.py` on {platform.machine()}, "
+               "2 cores: the bot and {WORKERS} workers as processes, Redis, the Slack emulator and a lab cluster; "
+               "20 users, in pairs with a channel each, send `status`, then `cordon` of their own node, "
+               "which the other user of the pair approves.\n\n"
+               f"{text}\n")
+    existing = path.read_text() if path.exists() else "# Benchmarks\n"
+    marker = "\n## Chat latency"
+    if marker in existing:  # replace the previous run's section, keep the others
+        start = existing.index(marker)
+        end = existing.find("\n## ", start + 1)
+        existing = existing[:start] + (existing[end:] if end != -1 else "")
+    path.write_text(existing.rstrip("\n") + "\n" + section)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--mode", choices=("socket", "http"), default="socket")
+    parser.add_argument("--record", type=Path)
+    args = parser.parse_args()
+    started = time.monotonic()
+    timings = run(args.users, args.mode)
+    text = table(timings, args.users, args.mode)
+    print(text)
+    print(f"total {time.monotonic() - started:.1f} s")
+    if args.record:
+        record(args.record, text)
+        print(f"recorded in {args.record}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""What the bot does with a message or a click, apart from Slack's wire details.
+
+bot/app.py adapts slack-bolt to this; tests and the benchmark drive it through the emulator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis import Redis
+
+import handlers  # noqa: F401  (registers every operation's planner and actions)
+from bot import approval_store, authz, render
+from bot.approvals import ApprovalRequest, decide, new_approval_id, outcome
+from bot.audit import audit
+from bot.config import Settings
+from bot.grammar import Command, GrammarError, help_text, parse
+from bot.jobs import queue
+from bot.jobs.model import JobSpec
+from bot.jobs.store import get_job, list_jobs
+from bot.progress import job_view, remember_message
+from bot.skew import NodeVersions, check_skew
+from handlers import kube
+from handlers.plan import PLANNERS, Plan
+from handlers.snapshot import ClusterSnapshot
+
+
+class Chat(Protocol):
+    """The few Slack calls the bot makes (bot/slack_chat.py implements them with slack_sdk)."""
+
+    def post(self, channel: str, text: str, *, thread_ts: str | None = None, blocks: list | None = None) -> str: ...
+
+    def update(self, channel: str, ts: str, text: str, *, blocks: list | None = None) -> None: ...
+
+    def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None: ...
+
+    def groups_of(self, user: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Message:
+    user: str
+    channel: str
+    thread_ts: str | None  # where replies go: the thread of the message
+    text: str
+
+
+class Kubemaint:
+    def __init__(self, settings: Settings, redis: Redis, kube_client: Callable[[], kube.Kube], chat: Chat,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.kube_client = kube_client
+        self.chat = chat
+        self.clock = clock
+
+    # -- messages --------------------------------------------------------------------------
+
+    def handle_message(self, msg: Message) -> None:
+        reply = self._replier(msg)
+        try:
+            command = parse(msg.text)
+        except GrammarError as error:
+            audit(self.redis, "request.invalid", user=msg.user, text=msg.text[:200], reason=error.reason)
+            reply(str(error))
+            return
+        roles = authz.roles_of(msg.user, self.chat.groups_of(msg.user), self.settings.roles)
+        try:
+            authz.check(command, roles, self.settings, user_id=msg.user)
+        except authz.NotAllowed as refusal:
+            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=refusal.message)
+            reply(refusal.message)
+            return
+        audit(self.redis, "request", user=msg.user, command=command.text, channel=msg.channel)
+        if command.verb in PLANNERS:
+            self._plan_and_submit(msg, command)
+        else:
+            reply(self._answer(command, msg.user))
+
+    def _replier(self, msg: Message) -> Callable[[str], str]:
+        return lambda text: self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)
+
+    def _answer(self, command: Command, user: str) -> str:
+        verb = command.verb
+        if verb == "help":
+            return help_text()
+        if verb == "status":
+            return self.status()
+        if verb == "jobs":
+            records = list_jobs(self.redis, limit=15)
+            return render.jobs_text([job_view(self.redis, r, self.clock()) for r in records])
+        if verb == "job":
+            record = get_job(self.redis, command.job_id)
+            if record is None:
+                return f"No job {command.job_id}: it does not exist or has expired (see `jobs`)."
+            return render.progress_text(job_view(self.redis, record, self.clock()))
+        if verb == "cancel":
+            outcome = queue.cancel(self.redis, command.job_id, by=user)
+            return outcome.message
+        return f"`{verb}` is not available yet."
+
+    def status(self) -> str:
+        snapshot = kube.read_snapshot(self.kube_client())
+        return status_report(snapshot, self.settings.supported_latest_minor)
+
+    def _plan_and_submit(self, msg: Message, command: Command) -> None:
+        snapshot = kube.read_snapshot(self.kube_client())
+        plan = PLANNERS[command.verb](snapshot, command)
+        if plan.refusal:
+            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal)
+            self.chat.post(msg.channel, plan.refusal, thread_ts=msg.thread_ts)
+            return
+        policy = self.settings.policy(command.verb)
+        if not policy.approval_required:
+            self._submit(plan, command.text, msg.user, (), msg.channel, msg.thread_ts)
+            return
+        request = ApprovalRequest(
+            id=new_approval_id(), command_text=command.text, requester=msg.user, channel=msg.channel,
+            created_at=self.clock(), ttl_seconds=policy.approval_ttl_seconds,
+            approvals_needed=policy.approvals_needed,
+        )
+        pending = approval_store.PendingRequest(
+            request=request, verb=plan.verb, plan_lines=list(plan.lines), steps=list(plan.steps),
+            locks=list(plan.locks), next_command=plan.next_command, thread_ts=msg.thread_ts,
+        )
+        approval_store.save(self.redis, pending, still_pending=True)
+        pending.card_ts = self.chat.post(msg.channel, render.approval_fallback_text(request),
+                                         thread_ts=msg.thread_ts,
+                                         blocks=render.approval_card(request, plan.lines))
+        approval_store.save(self.redis, pending, still_pending=True)
+        audit(self.redis, "approval.requested", request=request.id, user=msg.user, command=command.text,
+              approvals_needed=request.approvals_needed, ttl_seconds=request.ttl_seconds)
+
+    def _submit(self, plan: Plan | approval_store.PendingRequest, command_text: str, requester: str,
+                approvers: tuple[str, ...], channel: str, thread_ts: str | None) -> str:
+        spec = JobSpec.create(plan.verb, command_text, requester, plan.steps, approvers=approvers,
+                              channel=channel, thread_ts=thread_ts, locks=plan.locks)
+        # Queue first, so a worker starts at once; the progress publisher holds the job's
+        # events until the message below exists, so none is lost.
+        queue.submit(self.redis, spec)
+        view = render.JobView(spec.id, command_text, "queued", [render.StepView(s.name, "pending")
+                                                               for s in spec.steps])
+        ts = self.chat.post(channel, render.progress_text(view), thread_ts=thread_ts)
+        remember_message(self.redis, spec.id, channel, ts, plan.next_command)
+        return spec.id
+
+    # -- clicks ----------------------------------------------------------------------------
+
+    def handle_click(self, user: str, channel: str, action_id: str, request_id: str) -> None:
+        if action_id not in (render.APPROVE_ACTION_ID, render.DENY_ACTION_ID):
+            return
+        with approval_store.deciding(self.redis, request_id):
+            pending = approval_store.load(self.redis, request_id)
+            if pending is None:
+                self.chat.ephemeral(channel, user, "This request no longer exists.")
+                return
+            roles = authz.roles_of(user, self.chat.groups_of(user), self.settings.roles)
+            now = self.clock()
+            decision = decide(pending.request, user, roles, action_id, now)
+            if not decision.changed:
+                audit(self.redis, "approval.ignored", request=request_id, user=user, action=action_id,
+                      reason=decision.message)
+                self.chat.ephemeral(channel, user, decision.message, thread_ts=pending.thread_ts)
+                return
+            pending.request = decision.request
+            state = decision.request.state(now)
+            audit(self.redis, f"approval.{action_id}", request=request_id, user=user, state=state,
+                  command=pending.request.command_text)
+            if state == "approved":
+                pending.job_id = self._submit(pending, pending.request.command_text, pending.request.requester,
+                                              pending.request.approvers, channel, pending.thread_ts)
+            approval_store.save(self.redis, pending, still_pending=state == "pending")
+            self._redraw_card(pending, now)
+
+    def _redraw_card(self, pending: approval_store.PendingRequest, now: float) -> None:
+        request = pending.request
+        if request.state(now) == "pending":
+            blocks = render.approval_card(request, pending.plan_lines)
+        else:
+            blocks = render.decided_card(request, pending.plan_lines, now)
+        text = render.approval_fallback_text(request)
+        if request.state(now) != "pending":
+            text = f"`{request.command_text}`: {outcome(request) if request.state(now) != 'expired' else 'expired'}"
+        self.chat.update(request.channel, pending.card_ts, text, blocks=blocks)
+
+    def expire_requests(self) -> int:
+        """Mark cards whose time ran out, so nobody approves a stale plan; returns how many."""
+        now, expired = self.clock(), 0
+        for request_id in approval_store.pending_ids(self.redis):
+            with approval_store.deciding(self.redis, request_id):
+                pending = approval_store.load(self.redis, request_id)
+                if pending is None or pending.request.state(now) != "expired":
+                    continue
+                approval_store.save(self.redis, pending, still_pending=False)
+                audit(self.redis, "approval.expired", request=request_id, command=pending.request.command_text)
+                if pending.card_ts:
+                    self._redraw_card(pending, now)
+                expired += 1
+        return expired
+
+
+def status_report(snapshot: ClusterSnapshot, supported_latest_minor: int) -> str:
+    components = snapshot.component_versions()
+    nodes = [
+        render.NodeView(n.name, n.ready, n.schedulable, n.roles, n.kubelet, len(snapshot.pods_on(n.name)))
+        for n in sorted(snapshot.nodes.values(), key=lambda n: n.name)
+    ]
+    views = [render.ComponentView(component, node, version)
+             for component, found in components.items() for node, version in found]
+    warnings = check_skew(
+        dict(components["kube-apiserver"]),
+        [NodeVersions(n.name, n.kubelet, n.kube_proxy) for n in snapshot.nodes.values()],
+        dict(components["kube-controller-manager"]),
+        dict(components["kube-scheduler"]),
+        supported_latest_minor,
+    )
+    return render.status_text(nodes, views, warnings)

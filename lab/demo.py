@@ -1,0 +1,137 @@
+"""`python -m lab demo`: the bot in the lab, with a terminal chat client on the Slack emulator.
+
+You type in #ops as an operator; `/as approver`, `/as viewer`, `/as operator` switch users;
+buttons appear as numbered choices, and typing the number clicks it.
+`--headless --state-file PATH` starts the same stack without the chat client and writes PATH
+(JSON) once everything is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+from lab.stack import CHANNEL, Stack
+
+NAMES = {"U0ALICE": "alice (operator)", "U0BOB": "bob (approver)", "U0CAROL": "carol (approver)",
+         "U0VIC": "victor (viewer)", "U0BOT": "kubemaint"}
+ROLE_USERS = {"operator": "U0ALICE", "approver": "U0BOB", "viewer": "U0VIC"}
+
+
+class ChatView:
+    """Prints new messages and edits in #ops as they happen, numbering the buttons."""
+
+    def __init__(self, stack: Stack, out=print) -> None:
+        self.client = stack.slack.client
+        self.out = out
+        self.seen: dict[str, str] = {}  # ts -> the text last printed
+        self.choices: list[tuple[str, str, str]] = []  # (ts, action_id, value)
+        self.stop = threading.Event()
+
+    def render_new(self) -> None:
+        for message in self.client.messages(CHANNEL):
+            ts, text = message["ts"], message.get("text") or ""
+            blocks = message.get("blocks") or []
+            # A card's text is only its notification fallback: show what the blocks show.
+            body = "" if blocks else text
+            buttons = []
+            for block in blocks:
+                if block.get("type") in ("section", "context"):
+                    parts = [block.get("text") or {}, *(block.get("elements") or [])]
+                    body += "\n".join(p.get("text", "") for p in parts if isinstance(p.get("text"), str)) + "\n"
+                for element in block.get("elements") or []:
+                    if element.get("type") == "button":
+                        buttons.append(element)
+            shown = body + "|".join(b["action_id"] for b in buttons)
+            if self.seen.get(ts) == shown:
+                continue
+            edited = ts in self.seen
+            self.seen[ts] = shown
+            who = NAMES.get(message.get("user", ""), message.get("user", "?"))
+            indent = "    " if message.get("thread_ts") and message.get("thread_ts") != ts else ""
+            label = f"{who} (edited)" if edited else who
+            lines = body.strip().splitlines() or [""]
+            self.out(f"{indent}[{label}] {lines[0]}")
+            for line in lines[1:]:
+                self.out(f"{indent}    {line}")
+            for button in buttons:
+                self.choices.append((ts, button["action_id"], button.get("value", "")))
+                title = (button.get("text") or {}).get("text", button["action_id"])
+                self.out(f"{indent}    [{len(self.choices)}] {title}")
+
+    def follow(self) -> None:
+        version = 0
+        while not self.stop.is_set():
+            try:
+                version = self.client.wait_changed(version, timeout=1.0)
+                self.render_new()
+            except Exception as error:  # the stack is shutting down
+                if not self.stop.is_set():
+                    self.out(f"(chat view: {error})")
+                return
+
+
+def interactive(stack: Stack) -> None:
+    user = ROLE_USERS["operator"]
+    print(f"kubemaint demo: you are {NAMES[user]} in #ops. Try: status, cordon node01, drain node01.")
+    print("  /as approver | /as operator | /as viewer  switch user;  a number clicks that button;  /quit")
+    print(f"  kubectl: export KUBECONFIG={stack.lab.kubeconfig}")
+    view = ChatView(stack)
+    threading.Thread(target=view.follow, daemon=True).start()
+    while True:
+        try:
+            line = input().strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line.startswith("/as "):
+            role = line.split(maxsplit=1)[1].strip()
+            if role not in ROLE_USERS:
+                print(f"unknown role {role!r}: choose operator, approver or viewer")
+                continue
+            user = ROLE_USERS[role]
+            print(f"you are now {NAMES[user]}")
+            continue
+        if line.isdigit():
+            index = int(line) - 1
+            if not 0 <= index < len(view.choices):
+                print(f"no button [{line}]")
+                continue
+            ts, action_id, value = view.choices[index]
+            stack.slack.client.click(user, CHANNEL, ts, action_id, value or None)
+            continue
+        stack.slack.client.say(user, CHANNEL, f"<@U0BOT> {line}")
+    view.stop.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab demo", description=__doc__)
+    parser.add_argument("--scenario", default="seeds-os-upgrade")
+    parser.add_argument("--mode", choices=("socket", "http"), default="socket")
+    parser.add_argument("--time-scale", type=float, default=0.2)
+    parser.add_argument("--headless", action="store_true", help="no chat client; see --state-file")
+    parser.add_argument("--state-file", type=Path, help="with --headless: write the stack's details here")
+    args = parser.parse_args(argv)
+    if args.headless and not args.state_file:
+        parser.error("--headless needs --state-file PATH")
+    print("starting the lab cluster, Redis, the Slack emulator, a worker and the bot...", flush=True)
+    with Stack(scenario=args.scenario, mode=args.mode, time_scale=args.time_scale) as stack:
+        if args.headless:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            temp = args.state_file.with_suffix(".tmp")
+            temp.write_text(json.dumps(stack.state(), indent=2))
+            temp.replace(args.state_file)
+            print(f"ready: {args.state_file}", flush=True)
+            stop.wait()
+        else:
+            interactive(stack)
+    return 0
+

@@ -1,0 +1,49 @@
+"""The `kubemaint` command line: bad configuration stops start-up naming the key; audit prints
+the trail."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from redis import Redis
+
+from bot.audit import audit
+
+pytest_plugins = ["tests.redis_fixtures"]
+
+
+def kubemaint(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_invalid_config_stops_start_up_naming_the_key(tmp_path):
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text("slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\n"
+                      "policies:\n  cordon:\n    approvals_needed: 0\n")
+    for command in ("serve", "worker", "check-config"):
+        result = kubemaint("--config", str(config), command)
+        assert result.returncode != 0
+        assert "policies.cordon.approvals_needed" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_check_config_accepts_a_good_file(tmp_path):
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text("slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nroles:\n  operators: [U0ALICE]\n")
+    result = kubemaint("--config", str(config), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+
+
+def test_audit_prints_recent_entries(tmp_path, redis_server):
+    redis = Redis.from_url(redis_server.url)
+    audit(redis, "approval.approve", request="a-12345678", user="U0BOB", command="cordon node01")
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text(f"slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nredis_url: {redis_server.url}\n")
+    result = kubemaint("--config", str(config), "audit", "--since", "1h")
+    assert result.returncode == 0, result.stderr
+    assert "approval.approve" in result.stdout and "cordon node01" in result.stdout
+    bad = kubemaint("--config", str(config), "audit", "--since", "yesterday")
+    assert bad.returncode != 0 and "yesterday" in bad.stderr
