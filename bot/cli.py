@@ -41,7 +41,7 @@ def _kube_factory(settings: Settings):
 
 
 def serve(args: argparse.Namespace) -> int:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
 
     from bot.app import build_app, start_background
     from bot.audit import configure_logging

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
 from redis import Redis
 
 import handlers  # noqa: F401  (registers every operation's planner and actions)
@@ -26,6 +28,8 @@ from bot.skew import NodeVersions, check_skew
 from handlers import kube
 from handlers.plan import PLANNERS, Plan
 from handlers.snapshot import ClusterSnapshot
+
+log = structlog.get_logger("kubemaint.service")
 
 
 class Chat(Protocol):
@@ -56,6 +60,9 @@ class Kubemaint:
         self.kube_client = kube_client
         self.chat = chat
         self.clock = clock
+        # Card redraws share Slack's chat.update budget with progress edits and may wait out a
+        # 429; they run here so that a waiting redraw never delays the next approval's job.
+        self.redraws = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubemaint-redraw")
 
     # -- messages --------------------------------------------------------------------------
 
@@ -173,7 +180,13 @@ class Kubemaint:
                 pending.job_id = self._submit(pending, pending.request.command_text, pending.request.requester,
                                               pending.request.approvers, channel, pending.thread_ts)
             approval_store.save(self.redis, pending, still_pending=state == "pending")
+            self.redraws.submit(self._redraw_logged, pending, now)
+
+    def _redraw_logged(self, pending: approval_store.PendingRequest, now: float) -> None:
+        try:
             self._redraw_card(pending, now)
+        except Exception:  # an executor would swallow it silently
+            log.exception("card.redraw_failed", request=pending.request.id)
 
     def _redraw_card(self, pending: approval_store.PendingRequest, now: float) -> None:
         request = pending.request

@@ -7,6 +7,7 @@ Used by `python -m lab demo`, the end-to-end tests and the chat benchmark.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,12 +21,54 @@ import yaml
 from redis import Redis
 
 from lab.redis_server import RedisServer, free_port
+from lab.slack.client import SlackLabClient
 from lab.slack.emulator import EmulatorThread
 from lab.slack.workspace import DEFAULT_CHANNELS, DEFAULT_USERS
 from lab.testing import LabError, LabProcess
 
 CHANNEL = "C0OPS"
 USERS = {"operator": "U0ALICE", "approver": "U0BOB", "approver2": "U0CAROL", "viewer": "U0VIC"}
+
+
+class SlackProcess:
+    """The Slack emulator as `python -m lab.slack` in a child process, with EmulatorThread's
+    attributes (client, tokens, URLs)."""
+
+    def __init__(self, workdir: Path, users: dict, channels: dict, request_url: str | None) -> None:
+        self.workdir = workdir
+        self.users, self.channels, self.request_url = users, channels, request_url
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> SlackProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        workspace, info_file = self.workdir / "workspace.json", self.workdir / "info.json"
+        workspace.write_text(json.dumps({"users": self.users, "channels": self.channels}))
+        args = [sys.executable, "-m", "lab.slack", "--info-file", str(info_file), "--workspace", str(workspace)]
+        if self.request_url:
+            args += ["--http-url", self.request_url]
+        log = (self.workdir / "slack.log").open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not info_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"the Slack emulator did not start: {(self.workdir / 'slack.log').read_text()}")
+            time.sleep(0.02)
+        info = json.loads(info_file.read_text())
+        self.base_url, self.api_url = info["base_url"], info["api_url"]
+        self.bot_token = info["tokens"]["bot_token"]
+        self.app_token = info["tokens"]["app_token"]
+        self.signing_secret = info["tokens"]["signing_secret"]
+        self.client = SlackLabClient(self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 @dataclass
@@ -38,6 +81,9 @@ class Stack:
     policy_overrides: dict = field(default_factory=dict)
     extra_users: dict[str, str] = field(default_factory=dict)  # user id -> role, added to the workspace
     extra_channels: dict[str, str] = field(default_factory=dict)  # channel id -> name
+    # Run the Slack emulator in a process of its own (benchmarks: so the test clients' load
+    # does not delay the emulator's own clock readings).
+    slack_process: bool = False
     workdir: Path | None = None
     lab: LabProcess | None = None
     redis: RedisServer | None = None
@@ -59,10 +105,13 @@ class Stack:
             bot_port = free_port()
             http = self.mode == "http"
             users = {**DEFAULT_USERS, **{uid: {"name": uid.lower()} for uid in self.extra_users}}
-            self.slack = EmulatorThread(
-                users=users, channels={**DEFAULT_CHANNELS, **{c: {"name": n} for c, n in self.extra_channels.items()}},
-                http_mode=http, request_url=f"http://127.0.0.1:{bot_port}/slack/events" if http else None,
-            ).start()
+            channels = {**DEFAULT_CHANNELS, **{c: {"name": n} for c, n in self.extra_channels.items()}}
+            request_url = f"http://127.0.0.1:{bot_port}/slack/events" if http else None
+            if self.slack_process:
+                self.slack = SlackProcess(self.workdir / "slack", users, channels, request_url).start()
+            else:
+                self.slack = EmulatorThread(users=users, channels=channels, http_mode=http,
+                                            request_url=request_url).start()
             self.config = self.workdir / "kubemaint.yaml"
             self.config.write_text(yaml.safe_dump(self._config(bot_port)))
             for _ in range(self.workers):

@@ -91,8 +91,8 @@ def test_walkthrough_status_cordon_with_approval_then_uncordon(stack, chat):
     assert "node01 cordoned" in done["text"]
     assert "uncordon node01" in done["text"]  # the next suggested command
     assert node_unschedulable(stack, "node01")
-    decided = chat.message(CHANNEL, card["ts"])
-    assert card_buttons(decided) == []
+    decided = chat.wait_for(lambda: (m := chat.message(CHANNEL, card["ts"])) and not card_buttons(m) and m,
+                            timeout=10, what="the card to show the decision")
     assert "<@U0BOB>" in card_text(decided)
 
     thread2, _ = ask(chat, ALICE, "uncordon node01")  # no approval needed by policy

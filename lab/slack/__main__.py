@@ -26,12 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ack-timeout", type=float, default=3.0)
     p.add_argument("--disconnect-grace", type=float, default=10.0)
     p.add_argument("--info-file", type=Path, help="write URLs, tokens and ids here when ready")
+    p.add_argument("--workspace", type=Path, help="JSON file with users, channels and usergroups to use")
     args = p.parse_args(argv)
     return asyncio.run(_serve(args))
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    emu = SlackEmulator(host=args.host, port=args.port, http_mode=bool(args.http_url), request_url=args.http_url,
+    workspace = json.loads(args.workspace.read_text()) if args.workspace else {}
+    emu = SlackEmulator(workspace.get("users"), workspace.get("channels"), workspace.get("usergroups"),
+                        host=args.host, port=args.port, http_mode=bool(args.http_url), request_url=args.http_url,
                         ack_timeout=args.ack_timeout, disconnect_grace=args.disconnect_grace)
     await emu.start()
     stop = asyncio.Event()
