@@ -65,10 +65,14 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def resources_factory_for(settings: Settings):
+    from redis import Redis
+
     from bot.jobs.actions import Resources
     from handlers.kube import connect
 
-    return lambda: Resources(kube=connect(settings.kubeconfig, settings.context))
+    # `redis` lets a step read another step's checkpoint (the drain's shared deadline).
+    return lambda: Resources(kube=connect(settings.kubeconfig, settings.context),
+                             redis=Redis.from_url(settings.redis_url))
 
 
 def worker(args: argparse.Namespace) -> int:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from kubernetes.client.exceptions import ApiException
 from redis import Redis
+from urllib3.exceptions import HTTPError as TransportError
 
 import handlers  # noqa: F401  (registers every operation's planner and actions)
 from bot import approval_store, authz, render
@@ -82,10 +84,16 @@ class Kubemaint:
             reply(refusal.message)
             return
         audit(self.redis, "request", user=msg.user, command=command.text, channel=msg.channel)
-        if command.verb in PLANNERS:
-            self._plan_and_submit(msg, command)
-        else:
-            reply(self._answer(command, msg.user))
+        try:
+            if command.verb in PLANNERS:
+                self._plan_and_submit(msg, command)
+            else:
+                reply(self._answer(command, msg.user))
+        except (ApiException, TransportError, ConnectionError) as error:
+            # The cluster API is down or refusing: say so instead of staying silent.
+            audit(self.redis, "request.failed", user=msg.user, command=command.text, error=str(error)[:300])
+            reply(f"Could not read the cluster for `{command.text}`: {cluster_error(error)}. Nothing was changed; "
+                  "try again in a moment.")
 
     def _replier(self, msg: Message) -> Callable[[str], str]:
         return lambda text: self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)
@@ -119,6 +127,11 @@ class Kubemaint:
         if plan.refusal:
             audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal)
             self.chat.post(msg.channel, plan.refusal, thread_ts=msg.thread_ts)
+            return
+        if command.options.get("dry-run") or command.options.get("dry_run"):
+            text = "\n".join([f"Dry run of `{command.text}`: nothing was changed.", *plan.lines])
+            self.chat.post(msg.channel, text[: render.MAX_MESSAGE_CHARS], thread_ts=msg.thread_ts)
+            audit(self.redis, "request.dry_run", user=msg.user, command=command.text)
             return
         policy = self.settings.policy(command.verb)
         if not policy.approval_required:
@@ -213,6 +226,12 @@ class Kubemaint:
                     self._redraw_card(pending, now)
                 expired += 1
         return expired
+
+
+def cluster_error(error: BaseException) -> str:
+    if isinstance(error, ApiException):
+        return f"the API answered {error.status} {error.reason}"
+    return f"the API is unreachable ({type(error).__name__})"
 
 
 def status_report(snapshot: ClusterSnapshot, supported_latest_minor: int) -> str:

@@ -3,4 +3,4 @@
 Importing this package registers every operation's planner and actions.
 """
 
-from handlers import cordon  # noqa: F401
+from handlers import cordon, drain, drain_run  # noqa: F401

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+from urllib3.exceptions import HTTPError as TransportError
 
 from handlers.snapshot import ClusterSnapshot, snapshot_from_api
 
@@ -42,13 +45,25 @@ def _raw(response) -> dict:
     return json.loads(response.data)
 
 
+def transient(error: BaseException) -> bool:
+    """Worth retrying: the API asked us to slow down, had a passing fault, or the connection dropped."""
+    if isinstance(error, ApiException):
+        return error.status == 429 or (error.status or 0) >= 500 or error.status == 0
+    return isinstance(error, TransportError | ConnectionError)
+
+
+# Reads and idempotent writes ride out a flaky API (429s, 5xx, dropped connections) for a while.
+retrying = retry(retry=retry_if_exception(transient), wait=wait_exponential(multiplier=0.2, max=3),
+                 stop=stop_after_attempt(8) | stop_after_delay(30), reraise=True)
+
+
 def list_all(list_call, **kwargs) -> list[dict]:
     """Every item of a paginated list, as plain JSON (skipping the client's model objects,
     which are slow to build and not needed by the planners)."""
     items: list[dict] = []
     token = None
     while True:
-        page = _raw(list_call(limit=PAGE, _continue=token, _preload_content=False, **kwargs))
+        page = _raw(retrying(list_call)(limit=PAGE, _continue=token, _preload_content=False, **kwargs))
         items.extend(page.get("items") or [])
         token = (page.get("metadata") or {}).get("continue")
         if not token:
@@ -58,13 +73,18 @@ def list_all(list_call, **kwargs) -> list[dict]:
 def read_snapshot(kube: Kube) -> ClusterSnapshot:
     nodes = list_all(kube.core.list_node)
     pods = list_all(kube.core.list_pod_for_all_namespaces)
-    return snapshot_from_api(nodes, pods)
+    pdbs = list_all(kube.policy.list_pod_disruption_budget_for_all_namespaces)
+    # Drain needs to know which DaemonSets exist: a pod whose DaemonSet is gone is an orphan.
+    daemonsets = list_all(kube.apps.list_daemon_set_for_all_namespaces)
+    return snapshot_from_api(nodes, pods, pdbs, daemonsets)
 
 
+@retrying
 def read_node(kube: Kube, name: str) -> dict:
     return _raw(kube.core.read_node(name, _preload_content=False))
 
 
+@retrying
 def set_unschedulable(kube: Kube, name: str, unschedulable: bool) -> None:
     # The same strategic-merge patch kubectl sends; null removes the field on uncordon.
     kube.core.patch_node(name, {"spec": {"unschedulable": True if unschedulable else None}})

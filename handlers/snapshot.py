@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -59,12 +61,112 @@ class PodInfo:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """One `matchExpressions` entry; `matchLabels` and `key=value` become `In` with one value."""
+
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        return False  # an operator we do not know matches nothing, as the API server would refuse it
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A metav1.LabelSelector: every requirement must hold; no requirements match everything."""
+
+    requirements: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+    @classmethod
+    def from_api(cls, obj: dict) -> LabelSelector:
+        requirements = [Requirement(k, "In", (str(v),)) for k, v in sorted((obj.get("matchLabels") or {}).items())]
+        requirements += [
+            Requirement(e.get("key", ""), e.get("operator", ""), tuple(e.get("values") or ()))
+            for e in obj.get("matchExpressions") or []
+        ]
+        return cls(tuple(requirements))
+
+    @classmethod
+    def parse(cls, text: str) -> LabelSelector:
+        """The string form (`app=web,tier in (a,b),!canary`) as `bot.grammar` normalises it."""
+        requirements = []
+        for term in _split_selector(text):
+            if match := re.fullmatch(r"(\S+)\s+(in|notin)\s*\(([^()]*)\)", term):
+                values = tuple(v.strip() for v in match[3].split(","))
+                requirements.append(Requirement(match[1], "In" if match[2] == "in" else "NotIn", values))
+            elif match := re.fullmatch(r"([^=!\s]+)\s*(!=|==|=)\s*(\S*)", term):
+                requirements.append(Requirement(match[1], "NotIn" if match[2] == "!=" else "In", (match[3],)))
+            elif term.startswith("!"):
+                requirements.append(Requirement(term[1:].strip(), "DoesNotExist"))
+            else:
+                requirements.append(Requirement(term, "Exists"))
+        return cls(tuple(requirements))
+
+
+def _split_selector(text: str) -> list[str]:
+    terms, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += char
+    terms.append(current.strip())
+    return [t for t in terms if t]
+
+
+@dataclass(frozen=True)
+class PDBInfo:
+    """A PodDisruptionBudget with the status the disruption controller last wrote."""
+
+    namespace: str
+    name: str
+    # None: no selector, which matches no pod; an empty selector matches every pod of the namespace (policy/v1).
+    selector: LabelSelector | None
+    min_available: int | str | None
+    max_unavailable: int | str | None
+    current_healthy: int
+    desired_healthy: int
+    disruptions_allowed: int
+    expected_pods: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def covers(self, pod: PodInfo) -> bool:
+        return self.selector is not None and pod.namespace == self.namespace and self.selector.matches(pod.labels)
+
+
+@dataclass(frozen=True)
 class ClusterSnapshot:
     nodes: dict[str, NodeInfo]
     pods: tuple[PodInfo, ...]
+    pdbs: tuple[PDBInfo, ...] = ()
+    # "namespace/name" of every DaemonSet; None when they were not read (then none counts as missing).
+    daemonsets: frozenset[str] | None = None
 
     def pods_on(self, node: str) -> list[PodInfo]:
         return [p for p in self.pods if p.node == node]
+
+    def pdbs_covering(self, pod: PodInfo) -> list[PDBInfo]:
+        return [pdb for pdb in self.pdbs if pdb.covers(pod)]
+
+    def daemonset_exists(self, namespace: str, name: str) -> bool:
+        return self.daemonsets is None or f"{namespace}/{name}" in self.daemonsets
 
     def component_versions(self) -> dict[str, list[tuple[str, str]]]:
         """(node, version) per control-plane component, read from the static pods' image tags."""
@@ -128,8 +230,38 @@ def pod_from_api(obj: dict) -> PodInfo:
     )
 
 
-def snapshot_from_api(nodes: list[dict], pods: list[dict]) -> ClusterSnapshot:
+def _int_or_percent(value: object) -> int | str | None:
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value)
+    return int(text) if text.isdigit() else text
+
+
+def pdb_from_api(obj: dict) -> PDBInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    selector = spec.get("selector")
+    return PDBInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        selector=None if selector is None else LabelSelector.from_api(selector),
+        min_available=_int_or_percent(spec.get("minAvailable")),
+        max_unavailable=_int_or_percent(spec.get("maxUnavailable")),
+        current_healthy=int(status.get("currentHealthy", 0)),
+        desired_healthy=int(status.get("desiredHealthy", 0)),
+        disruptions_allowed=int(status.get("disruptionsAllowed", 0)),
+        expected_pods=int(status.get("expectedPods", 0)),
+    )
+
+
+def snapshot_from_api(
+    nodes: list[dict], pods: list[dict], pdbs: Iterable[dict] = (), daemonsets: Iterable[dict] | None = None
+) -> ClusterSnapshot:
+    """`daemonsets` None means "not read": callers that only need nodes and pods keep working."""
     return ClusterSnapshot(
         nodes={n.name: n for n in map(node_from_api, nodes)},
         pods=tuple(map(pod_from_api, pods)),
+        pdbs=tuple(map(pdb_from_api, pdbs)),
+        daemonsets=None if daemonsets is None else frozenset(
+            f"{d['metadata'].get('namespace', '')}/{d['metadata']['name']}" for d in daemonsets
+        ),
     )

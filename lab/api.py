@@ -224,6 +224,12 @@ class Api:
         options = body.get("deleteOptions") or {}
         dry_run = dry_run_query or "All" in (options.get("dryRun") or [])
         pod = self.get(Target(BY_NAME["pods"], target.namespace, target.name))
+        wanted_uid = (options.get("preconditions") or {}).get("uid")
+        if wanted_uid and wanted_uid != pod["metadata"]["uid"]:
+            # What the storage layer answers when a client evicts a pod that was replaced.
+            message = (f'Operation cannot be fulfilled on pods "{target.name}": Precondition failed: UID in '
+                       f'precondition: {wanted_uid}, UID in object meta: {pod["metadata"]["uid"]}')
+            raise errors.ApiError(errors.status(409, "Conflict", message, {"name": target.name, "kind": "pods"}))
         phase = pod.get("status", {}).get("phase")
         grace = options.get("gracePeriodSeconds")
         grace = None if grace is None else int(grace)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,8 +22,13 @@ KUBECTL_CANDIDATES = ["kubectl", str(SDK_BIN / "kubectl.1.29"), str(SDK_BIN / "k
 @dataclass
 class Kubectl:
     path: str
-    minor: int
     cache_dir: Path
+
+    def minor(self, lab: LabProcess) -> int:
+        """The minor that actually runs against `lab`: the kubectl on PATH is a dispatcher that
+        picks the client matching the server's minor when it has one."""
+        out = self.run(lab, "version", "-o", "json").stdout
+        return int(json.loads(out)["clientVersion"]["minor"].rstrip("+"))
 
     def run(self, lab: LabProcess, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -30,14 +36,6 @@ class Kubectl:
              *args],
             capture_output=True, text=True, timeout=timeout,
         )
-
-
-def _minor(path: str) -> int:
-    out = subprocess.run([path, "version", "--client", "-o", "json"], capture_output=True,
-                         text=True, timeout=30).stdout
-    import json
-
-    return int(json.loads(out)["clientVersion"]["minor"].rstrip("+"))
 
 
 def _available_kubectls() -> list[str]:
@@ -58,7 +56,7 @@ def kubectl(kubectl_path: str, tmp_path: Path) -> Kubectl:
             pytest.fail("kubectl is required under CI but none was found on this machine")
         pytest.skip("kubectl not found: the lab's kubectl fidelity tests need it on PATH")
     cache = tmp_path / "kube-cache"  # discovery is cached for 6 h: never share it
-    return Kubectl(kubectl_path, _minor(kubectl_path), cache)
+    return Kubectl(kubectl_path, cache)
 
 
 class LabPool:

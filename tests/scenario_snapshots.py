@@ -16,7 +16,8 @@ def snapshot_of(scenario: str, mutate=None) -> ClusterSnapshot:
         if mutate is not None:
             mutate(lab)
             lab.cluster.reconcile()
-        snap = snapshot_from_api(list(lab.store.items("nodes")), list(lab.store.items("pods")))
+        snap = snapshot_from_api(list(lab.store.items("nodes")), list(lab.store.items("pods")),
+                                 list(lab.store.items("poddisruptionbudgets")), list(lab.store.items("daemonsets")))
         lab.cluster.stop()
         return snap
 

@@ -31,7 +31,8 @@ def test_invalid_config_stops_start_up_naming_the_key(tmp_path):
 
 def test_check_config_accepts_a_good_file(tmp_path):
     config = tmp_path / "kubemaint.yaml"
-    config.write_text("slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nroles:\n  operators: [U0ALICE]\n")
+    config.write_text("slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nroles:\n  operators: [U0ALICE]\n"
+                      "  approvers: [U0BOB]\n")
     result = kubemaint("--config", str(config), "check-config")
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
@@ -41,7 +42,8 @@ def test_audit_prints_recent_entries(tmp_path, redis_server):
     redis = Redis.from_url(redis_server.url)
     audit(redis, "approval.approve", request="a-12345678", user="U0BOB", command="cordon node01")
     config = tmp_path / "kubemaint.yaml"
-    config.write_text(f"slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nredis_url: {redis_server.url}\n")
+    config.write_text(f"slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nredis_url: {redis_server.url}\n"
+                      "roles: {approvers: [U0BOB]}\n")
     result = kubemaint("--config", str(config), "audit", "--since", "1h")
     assert result.returncode == 0, result.stderr
     assert "approval.approve" in result.stdout and "cordon node01" in result.stdout

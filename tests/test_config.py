@@ -12,6 +12,8 @@ from bot.config import ConfigError, RoleSettings, Settings, load_settings
 from bot.grammar import VERBS, parse
 
 MINIMAL = "slack:\n  bot_token: xoxb-file\n  app_token: xapp-file\n"
+# drain needs an approval by default, so a usable config names at least one approver.
+APPROVER = "roles: {approvers: [U0APP]}\n"
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def write(tmp_path: Path):
 
 
 def test_minimal_file_gets_sensible_defaults(write) -> None:
-    settings = load_settings(write(MINIMAL), env={})
+    settings = load_settings(write(MINIMAL + APPROVER), env={})
     assert settings.slack.mode == "socket"
     assert settings.slack.bot_token.get_secret_value() == "xoxb-file"
     assert settings.slack.http_port == 3000
@@ -38,16 +40,25 @@ def test_minimal_file_gets_sensible_defaults(write) -> None:
     assert set(settings.policies) == set(VERBS)
     for verb in ("help", "status", "jobs", "job"):
         assert set(settings.policies[verb].allowed_roles) == {"viewer", "operator", "approver"}
-    for verb in ("cordon", "uncordon", "cancel"):
+    for verb in ("cordon", "uncordon", "cancel", "drain"):
         assert settings.policies[verb].allowed_roles == ("operator",)
-    for policy in settings.policies.values():
-        assert not policy.approval_required
+    for verb, policy in settings.policies.items():
+        assert policy.approval_required == (verb == "drain")
         assert policy.approvals_needed == 1
         assert policy.approval_ttl_seconds == 1800
 
 
+def test_a_config_without_approvers_is_refused_because_drain_needs_one(write) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL), env={})
+    assert caught.value.problems == ["policies.drain.approval_required: no approvers are configured (roles.approvers)"]
+    # Turning the approval off is a deliberate, visible choice.
+    settings = load_settings(write(MINIMAL + "policies: {drain: {approval_required: false}}\n"), env={})
+    assert settings.policies["drain"].allowed_roles == ("operator",)
+
+
 def test_secrets_stay_out_of_reprs(write) -> None:
-    settings = load_settings(write(MINIMAL), env={})
+    settings = load_settings(write(MINIMAL + APPROVER), env={})
     assert "xoxb-file" not in repr(settings)
     assert "xapp-file" not in str(settings.slack)
 
@@ -75,7 +86,8 @@ def test_env_overrides_the_file(write) -> None:
 
 
 def test_environment_alone_is_enough() -> None:
-    settings = load_settings(None, env={"KUBEMAINT_SLACK__BOT_TOKEN": "xoxb-1", "KUBEMAINT_SLACK__APP_TOKEN": "xapp-1"})
+    settings = load_settings(None, env={"KUBEMAINT_SLACK__BOT_TOKEN": "xoxb-1", "KUBEMAINT_SLACK__APP_TOKEN": "xapp-1",
+                                        "KUBEMAINT_ROLES__APPROVERS": "U0APP"})
     assert settings.slack.app_token is not None
 
 
@@ -101,7 +113,7 @@ kubeconfig: ~/lab/kubeconfig
 context: lab
 redis_url: redis://localhost:6380/2
 supported_latest_minor: "1.32"
-""")
+""" + APPROVER)
     settings = load_settings(path, env={})
     assert settings.slack.app_token is None
     assert settings.slack.base_url == "http://127.0.0.1:8888/api/"  # slack_sdk appends method names
@@ -161,7 +173,7 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
-        "policies.drian: unknown command; policies exist for help, status, cordon, uncordon, jobs, job, cancel"
+        "policies.drian: unknown command; policies exist for help, status, cordon, uncordon, drain, jobs, job, cancel"
     ]
 
 
@@ -213,8 +225,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_empty_file_means_env_only(write) -> None:
-    settings = load_settings(write(""), env={"KUBEMAINT_SLACK__BOT_TOKEN": "xoxb-1",
-                                             "KUBEMAINT_SLACK__APP_TOKEN": "xapp-1"})
+    env = {"KUBEMAINT_SLACK__BOT_TOKEN": "xoxb-1", "KUBEMAINT_SLACK__APP_TOKEN": "xapp-1",
+           "KUBEMAINT_ROLES__APPROVERS": "U0APP"}
+    settings = load_settings(write(""), env=env)
     assert settings.slack.bot_token.get_secret_value() == "xoxb-1"
 
 

@@ -71,6 +71,7 @@ def test_accepted_commands(text: str, verb: str, node: str | None, job_id: str |
         ("cordn node01", 'unknown command "cordn"; did you mean `cordon`?', grammar.overall_usage()),
         ("stauts", 'unknown command "stauts"; did you mean `status`?', grammar.overall_usage()),
         ("reboot node01", 'unknown command "reboot"', grammar.overall_usage()),
+        ("dran node01", 'unknown command "dran"; did you mean `drain`?', grammar.overall_usage()),
         ("<@U0BOT> <@U0BOT> status", 'unknown command "&lt;@U0BOT&gt;"', grammar.overall_usage()),
     ],
 )
@@ -80,6 +81,107 @@ def test_rejected_commands(text: str, reason: str, usage: str) -> None:
     assert reason in caught.value.reason
     assert caught.value.usage == usage
     assert str(caught.value) == f"{caught.value.reason}\nUsage: {usage}"
+
+
+DRAIN_USAGE = ("drain NODE [--delete-emptydir-data] [--dry-run] [--force] [--grace-period SECONDS] "
+               "[--pod-selector SELECTOR] [--timeout DURATION]")
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "normalised"),
+    [
+        ("drain node01", {}, "drain node01"),
+        ("drain node01 --force --delete-emptydir-data", {"force": True, "delete-emptydir-data": True},
+         "drain node01 --delete-emptydir-data --force"),
+        # flags in any order, before or after NODE, `--flag value` or `--flag=value`, any case
+        ("drain --DRY-RUN node01 --grace-period=30", {"dry-run": True, "grace-period": 30},
+         "drain node01 --dry-run --grace-period 30"),
+        ("drain node01 --grace-period 0", {"grace-period": 0}, "drain node01 --grace-period 0"),
+        ("drain node01 --grace-period 007", {"grace-period": 7}, "drain node01 --grace-period 7"),
+        ("drain node01 --grace-period 3600", {"grace-period": 3600}, "drain node01 --grace-period 3600"),
+        # durations are stored in seconds and shown in their shortest form; the default is implied
+        ("drain node01 --timeout 30s", {"timeout": 30}, "drain node01 --timeout 30s"),
+        ("drain node01 --timeout=90s", {"timeout": 90}, "drain node01 --timeout 1m30s"),
+        ("drain node01 --timeout 1H", {"timeout": 3600}, "drain node01 --timeout 1h"),
+        ("drain node01 --timeout 24h", {"timeout": 86400}, "drain node01 --timeout 24h"),
+        ("drain node01 --timeout 10m", {}, "drain node01"),
+        ("drain node01 --timeout 600s", {}, "drain node01"),
+        # label selectors: normalised (terms sorted, == as =, set values sorted), spaces allowed
+        ("drain node01 --pod-selector app=web", {"pod-selector": "app=web"}, "drain node01 --pod-selector app=web"),
+        ("drain node01 --pod-selector=tier==Front_1.x,app!=db",
+         {"pod-selector": "app!=db,tier=Front_1.x"}, "drain node01 --pod-selector app!=db,tier=Front_1.x"),
+        ("drain node01 --pod-selector app in (web, api) --force", {"pod-selector": "app in (api,web)", "force": True},
+         "drain node01 --force --pod-selector app in (api,web)"),
+        ("drain --pod-selector tier notin (cache),!canary,example.com/team node01",
+         {"pod-selector": "!canary,example.com/team,tier notin (cache)"},
+         "drain node01 --pod-selector !canary,example.com/team,tier notin (cache)"),
+        ("drain node01 --pod-selector app = web", {"pod-selector": "app=web"}, "drain node01 --pod-selector app=web"),
+        ("drain node01 --pod-selector app=", {"pod-selector": "app="}, "drain node01 --pod-selector app="),
+    ],
+)
+def test_drain_flags(text: str, options: dict, normalised: str) -> None:
+    command = parse(text)
+    assert (command.verb, command.node) == ("drain", "node01")
+    assert dict(command.options) == options
+    assert command.text == normalised
+    assert parse(command.text) == command
+
+
+def test_drain_timeout_defaults_to_ten_minutes() -> None:
+    assert parse("drain node01").option("timeout") == 600
+    assert parse("drain node01 --timeout 1m").option("timeout") == 60
+    assert parse("drain node01").option("grace-period") is None
+    assert parse("drain node01").option("force") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("drain", "`drain` needs a NODE"),
+        ("drain node01 --now --later", '`drain` does not know "--now", "--later" (it takes --delete-emptydir-data, '
+                                       "--dry-run, --force, --grace-period, --pod-selector, --timeout)"),
+        ("drain node01 --ignore-daemonsets", '`drain` does not know "--ignore-daemonsets"'),
+        ("drain node01 --force=yes", "`--force` takes no value"),
+        ("drain node01 --grace-period", "`--grace-period` needs a value: --grace-period SECONDS"),
+        ("drain node01 --grace-period --force", "`--grace-period` needs a value"),
+        ("drain node01 --grace-period=", "`--grace-period` needs a value"),
+        ("drain node01 --grace-period -1", '--grace-period: "-1" is not a number of seconds'),
+        ("drain node01 --grace-period 1.5", '"1.5" is not a number of seconds'),
+        ("drain node01 --grace-period ٣", "is not a number of seconds"),  # non-ASCII digits
+        ("drain node01 --grace-period 3601", "a grace period of 3601s is too long: at most 3600 seconds"),
+        ("drain node01 --grace-period 5 --grace-period 5", "`--grace-period` is given twice"),
+        ("drain node01 --timeout 10", '--timeout: "10" is not a duration: use a number with s, m or h'),
+        ("drain node01 --timeout 0s", "a timeout must be longer than 0s"),
+        ("drain node01 --timeout -5m", '"-5m" is not a duration'),
+        ("drain node01 --timeout 1d", '"1d" is not a duration'),
+        ("drain node01 --timeout 24h1s", "is too long: at most 24h"),
+        ("drain node01 --pod-selector", "`--pod-selector` needs a value: --pod-selector SELECTOR"),
+        ("drain node01 --pod-selector app=web;reboot", '"app=web;reboot" is not a valid pod selector'),
+        ("drain node01 --pod-selector $(id)", "is not a valid pod selector"),
+        ("drain node01 --pod-selector app=`id`", "is not a valid pod selector"),
+        ("drain node01 --pod-selector app>1", "is not a valid pod selector"),
+        ("drain node01 --pod-selector app in ()", "`in` needs at least one value"),
+        ("drain node01 --pod-selector app in (a", "unbalanced parentheses"),
+        ("drain node01 --pod-selector app=web,", "an empty term"),
+        ("drain node01 --pod-selector -app=web", '"-app" is not a valid label key'),
+        ("drain node01 --pod-selector app=-web", '"-web" is not a valid label value'),
+        ("drain node01 --pod-selector Example.com/app=web", 'the key prefix "Example.com" is not a DNS subdomain'),
+        ("drain node01 --pod-selector app=" + "v" * 64, "is not a valid label value"),
+        ("drain node01 --pod-selector app=a=b", '"app=a=b" is not a selector term'),
+        ("drain node01 node02", '`drain` does not take "node02"'),
+        ("drain Node01 --force", '"Node01" is not a valid node name'),
+    ],
+)
+def test_drain_rejections(text: str, reason: str) -> None:
+    with pytest.raises(GrammarError) as caught:
+        parse(text)
+    assert reason in caught.value.reason
+    assert caught.value.usage == DRAIN_USAGE
+
+
+def test_drain_usage_and_help() -> None:
+    assert VERBS["drain"].usage == DRAIN_USAGE
+    assert f"`{DRAIN_USAGE}` — cordon a node and evict its pods" in help_text()
 
 
 def test_unknown_verb_lists_every_verb() -> None:
@@ -165,15 +267,25 @@ def test_every_verb_in_the_table_parses_with_valid_arguments() -> None:
 # --- fuzzing -------------------------------------------------------------------------------------
 
 _words = st.one_of(
-    st.sampled_from([*VERBS, "CORDON", "Job", "<@U0BOT>", "/kubemaint", "--force", "-", ";", "|", "$(id)"]),
+    st.sampled_from([*VERBS, "CORDON", "Job", "<@U0BOT>", "/kubemaint", "--force", "-", ";", "|", "$(id)",
+                     "--delete-emptydir-data", "--dry-run", "--grace-period", "--timeout", "--pod-selector",
+                     "--timeout=1h", "--grace-period=0", "in", "notin", "(a,b)", "!=", "=", ",", "app=web", "!x"]),
     st.from_regex(NODE_NAME_PATTERN, fullmatch=True),
     st.from_regex(r"[jJ]-[0-9a-fA-F]{6,9}", fullmatch=True),
     st.text(min_size=1, max_size=12),
 )
+_selector_words = st.lists(
+    st.one_of(st.from_regex(r"[a-zA-Z0-9._/-]{1,8}", fullmatch=True),
+              st.sampled_from(["=", "==", "!=", "!", ",", "in", "notin", "(", ")", "(a,b)", "app", "x=1"])),
+    min_size=1, max_size=6,
+).map(" ".join)
 _lines = st.one_of(
     st.text(max_size=80),
     st.lists(_words, max_size=5).map(" ".join),
     st.tuples(st.sampled_from(["cordon", "uncordon"]), st.text(max_size=70)).map(" ".join),
+    st.tuples(st.just("drain node01 --pod-selector"), _selector_words).map(" ".join),
+    st.tuples(st.sampled_from(["drain node01 --timeout", "drain node01 --grace-period"]),
+              st.text(max_size=10)).map(" ".join),
 )
 
 
@@ -181,6 +293,8 @@ _lines = st.one_of(
 @example("cordon node01")
 @example("cordon \u00a0node01")
 @example("job j-ABCDEF01")
+@example("drain node01 --pod-selector app in (a,b) --timeout 90s --force")
+@example("drain node01 --pod-selector in in (in)")
 def test_parse_raises_only_grammar_errors_and_round_trips(text: str) -> None:
     try:
         command = parse(text)
@@ -194,7 +308,13 @@ def test_parse_raises_only_grammar_errors_and_round_trips(text: str) -> None:
     if command.job_id is not None:
         assert grammar.JOB_ID_PATTERN.fullmatch(command.job_id)
     assert parse(command.text) == command
-    assert re.fullmatch(r"[a-z0-9 -]+", command.text)
+    text = command.text
+    selector = command.options.get("pod-selector")
+    if selector is not None:
+        # Only a selector may bring capitals and operators, and only from its safe alphabet.
+        assert re.fullmatch(r"[A-Za-z0-9._/=!(), -]+", str(selector))
+        text = text.replace(f" --pod-selector {selector}", "")
+    assert re.fullmatch(r"[a-z0-9 -]+", text)
 
 
 @given(st.from_regex(NODE_NAME_PATTERN, fullmatch=True))

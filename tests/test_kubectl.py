@@ -102,7 +102,7 @@ def test_drain_refused_because_of_hr_app(kubectl, seeds_lab):
     result = kubectl.run(seeds_lab, "drain", "node01", "--ignore-daemonsets")
     out = lines(result)
     assert result.returncode == 1
-    expected = no_controller_error(kubectl.minor, "default/hr-app")
+    expected = no_controller_error(kubectl.minor(seeds_lab), "default/hr-app")
     assert any(expected in line for line in out), out
     assert not any(line.startswith("evicting pod") for line in out)
     assert "hr-app" in pod_names(seeds_lab, "default", "node01")
