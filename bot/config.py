@@ -51,6 +51,7 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
     "cordon": {"allowed_roles": ("operator",)},
     "uncordon": {"allowed_roles": ("operator",)},
     "cancel": {"allowed_roles": ("operator",)},
+    "resume": {"allowed_roles": ("operator",)},
     # Evicting pods can delete data (emptyDir, pods without a controller) and take capacity away:
     # a second person reads the plan first.
     "drain": {"allowed_roles": ("operator",), "approval_required": True},

@@ -308,6 +308,7 @@ VERBS: dict[str, VerbSpec] = {
         VerbSpec("jobs", (), "list recent and running jobs"),
         VerbSpec("job", (JOB_ID,), "show the steps and progress of one job"),
         VerbSpec("cancel", (JOB_ID,), "stop a running job at its next safe point"),
+        VerbSpec("resume", (JOB_ID,), "continue a failed or halted job from the step where it stopped"),
     )
 }
 

@@ -49,7 +49,7 @@ def job_view(redis: Redis, record: JobRecord, now: float) -> render.JobView:
         steps.append(render.StepView(step.name, str(step.state), seconds, step.detail))
     next_command = _message_of(redis, record.id).get("next") or None
     if str(record.state) in ("failed", "halted"):
-        next_command = f"job {record.id}"  # the message says what was done and how to go on
+        next_command = f"resume {record.id}"  # the result line says what was done and the other way out
     elif str(record.state) != "succeeded":
         next_command = None if str(record.state) == "cancelled" else f"cancel {record.id}"
     result = "" if str(record.state) == "queued" else record.message

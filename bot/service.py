@@ -115,6 +115,10 @@ class Kubemaint:
         if verb == "cancel":
             outcome = queue.cancel(self.redis, command.job_id, by=user)
             return outcome.message
+        if verb == "resume":
+            # The steps re-check the world before acting, so resuming a stale job is safe.
+            outcome = queue.resume(self.redis, command.job_id, by=user)
+            return outcome.message
         return f"`{verb}` is not available yet."
 
     def status(self) -> str:

@@ -210,6 +210,8 @@ def evict(ctx: StepContext, node: str, pods: dict[str, str], grace_period: int |
     if stopping[0]:
         raise JobCancelled()
     if state.failed or state.pending:
+        # A resumed job gets a fresh --timeout; a crashed run (no exception here) keeps its deadline.
+        ctx.checkpoint_data["started_at"] = None
         raise DrainFailed(_remaining_message(node, state, timed_out=bool(state.pending)))
     return f"{len(state.evicted)} pods evicted from {node}"
 
@@ -221,7 +223,7 @@ def _remaining_message(node: str, state: EvictionState, timed_out: bool) -> str:
         lines += [f"{ref} ({state.blocked.get(ref, 'not evicted yet')})" for ref in sorted(state.pending)]
     if state.failed:
         lines += [f"{ref}: {why}" for ref, why in sorted(state.failed.items())]
-    lines.append(f"{node} stays cordoned.")
+    lines.append(f"{node} stays cordoned; `uncordon {node}` puts it back in service.")
     return " ".join(lines)
 
 
@@ -230,7 +232,10 @@ def wait_gone(ctx: StepContext, node: str, pods: dict[str, str], timeout_seconds
               evict_step: str = "", **_options: object) -> str:
     """Wait until none of the evicted pods (by uid) remains on the node, with one watch."""
     kube_client: kube.Kube = ctx.resources["kube"]
-    deadline = _shared_deadline(ctx, evict_step, timeout_seconds)
+    if ctx.checkpoint_data.get("timed_out"):
+        deadline = _deadline(ctx, timeout_seconds)  # resumed after a timeout: a fresh budget
+    else:
+        deadline = _shared_deadline(ctx, evict_step, timeout_seconds)
     wanted = set(pods.values())
     present, resource_version = _pods_on(kube_client, node)
     remaining = wanted & set(present)
@@ -243,8 +248,9 @@ def wait_gone(ctx: StepContext, node: str, pods: dict[str, str], timeout_seconds
         if left <= 0:
             names = sorted(f"{present[u]['metadata']['namespace']}/{present[u]['metadata']['name']}"
                            for u in remaining if u in present)
+            ctx.checkpoint_data.update_many({"timed_out": True, "started_at": None})
             raise DrainFailed(f"timed out waiting for {len(remaining)} pods to terminate: {', '.join(names)}. "
-                              f"{node} stays cordoned.")
+                              f"{node} stays cordoned; `uncordon {node}` puts it back in service.")
         try:
             for event in stream.stream(kube_client.core.list_pod_for_all_namespaces,
                                        field_selector=f"spec.nodeName={node}", resource_version=resource_version,

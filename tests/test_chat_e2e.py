@@ -234,3 +234,4 @@ def test_forged_http_request_is_rejected(stack, chat):
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
     assert not any(j.spec.thread_ts == "1.000001" for j in list_jobs(redis_of(stack)))
+

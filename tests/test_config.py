@@ -173,7 +173,8 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
-        "policies.drian: unknown command; policies exist for help, status, cordon, uncordon, drain, jobs, job, cancel"
+        "policies.drian: unknown command; policies exist for help, status, cordon, uncordon, drain, jobs, job, "
+        "cancel, resume"
     ]
 
 

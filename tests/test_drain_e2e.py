@@ -194,3 +194,21 @@ def test_cancel_mid_eviction_stops_and_leaves_the_node_cordoned(shop):
     wait_job(shop, job_id, ("cancelled",), timeout=30)
     assert kubectl_nodes(shop)[node] == "Ready,SchedulingDisabled"
     assert any(name.startswith("payments-") for name, n in pods_by_node(shop, "shop").items() if n == node)
+
+
+def test_failed_drain_is_resumed_once_the_budget_allows_it(shop):
+    chat = fresh(shop)
+    node = _node_with(shop, "payments-")
+    thread, card = ask(chat, f"drain {node} --delete-emptydir-data --timeout 3s")
+    job_id = approve(shop, thread, card)
+    failed = wait_job(shop, job_id, ("failed",), timeout=60)
+    done_before = [s.name for s in failed.steps if s.state == "done"]
+    assert done_before == [f"cordon {node}"]
+    # The operator fixes the cause (the budget now allows one disruption) and resumes.
+    shop.lab.admin("POST", "patch", {"resource": "poddisruptionbudgets", "namespace": "shop",
+                                     "name": "payments-pdb", "patch": {"spec": {"maxUnavailable": 1}}})
+    _, answer = ask(chat, f"resume {job_id}")
+    assert job_id in answer["text"]
+    resumed = wait_job(shop, job_id, ("succeeded",), timeout=60)
+    assert resumed.step(f"cordon {node}").runs == 1  # done steps are not repeated
+    assert not [n for n, where in pods_by_node(shop, "shop").items() if where == node]
