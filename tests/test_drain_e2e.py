@@ -212,3 +212,20 @@ def test_failed_drain_is_resumed_once_the_budget_allows_it(shop):
     resumed = wait_job(shop, job_id, ("succeeded",), timeout=60)
     assert resumed.step(f"cordon {node}").runs == 1  # done steps are not repeated
     assert not [n for n, where in pods_by_node(shop, "shop").items() if where == node]
+
+
+def test_pod_under_two_pdbs_is_reported_and_the_drain_fails(shop):
+    chat = fresh(shop)
+    shop.lab.admin("POST", "objects", {"objects": [{
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web-extra", "namespace": "shop"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}]})
+    node = next(n for name, n in pods_by_node(shop, "shop").items()
+                if name.startswith("web-") and not any(
+                    other.startswith(("payments-", "cache-")) and where == n
+                    for other, where in pods_by_node(shop, "shop").items()))
+    thread, card = ask(chat, f"drain {node}")
+    job_id = approve(shop, thread, card)
+    failed = wait_job(shop, job_id, ("failed",), timeout=60)
+    assert "several PodDisruptionBudgets" in failed.message
+    assert kubectl_nodes(shop)[node] == "Ready,SchedulingDisabled"
