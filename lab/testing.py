@@ -146,12 +146,16 @@ class LabProcess:
 
     def wait_for(self, condition, timeout: float = 30.0, interval: float = 0.05,
                  message: str = "condition"):
-        """Poll `condition()` until it returns a truthy value, or fail after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise LabError(f"timed out after {timeout}s waiting for {message}")
-            time.sleep(interval)
+        return wait_until(condition, timeout, message, interval)
+
+
+def wait_until(condition, timeout: float, message: str = "condition", interval: float = 0.05):
+    """Poll `condition()` until it returns a truthy value (returned), or raise LabError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)

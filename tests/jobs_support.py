@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +19,7 @@ import pytest
 from redis import Redis
 
 from bot.jobs.store import JobRecord, get_job
+from lab.testing import LabError, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -28,14 +28,10 @@ T = TypeVar("T")
 def wait_for(condition: Callable[[], T], timeout: float = 15.0, message: str = "condition",
              interval: float = 0.02) -> T:
     """Poll `condition()` until it is truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    try:
+        return wait_until(condition, timeout, message, interval)
+    except LabError as error:
+        pytest.fail(str(error))
 
 
 def wait_for_state(r: Redis, job_id: str, *states: str, timeout: float = 15.0) -> JobRecord:
@@ -48,14 +44,10 @@ def wait_for_state(r: Redis, job_id: str, *states: str, timeout: float = 15.0) -
         return f"{job_id} to reach {states} (now {record.state if record else 'missing'}: " \
                f"{record.message if record else ''})"
 
-    deadline = time.monotonic() + timeout
-    while True:
-        record = reached()
-        if record:
-            return record
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {describe()}")
-        time.sleep(0.02)
+    try:
+        return wait_until(reached, timeout, interval=0.02)
+    except LabError:
+        pytest.fail(f"timed out after {timeout}s waiting for {describe()}")
 
 
 def wait_for_step(r: Redis, job_id: str, step: str, state: str, timeout: float = 15.0) -> JobRecord:
