@@ -52,7 +52,8 @@ def job_view(redis: Redis, record: JobRecord, now: float) -> render.JobView:
         next_command = f"resume {record.id}"  # the result line says what was done and the other way out
     elif str(record.state) != "succeeded":
         next_command = None if str(record.state) == "cancelled" else f"cancel {record.id}"
-    result = "" if str(record.state) == "queued" else record.message
+    # While it runs, the checklist says where it stands; the record's message is the final word.
+    result = record.message if str(record.state) in FINAL_STATES else ""
     if str(record.state) == "succeeded" and steps and steps[-1].detail:
         result = steps[-1].detail  # "node01 cordoned" says more than "all steps done"
     return render.JobView(record.id, record.spec.command_text, str(record.state), tuple(steps),

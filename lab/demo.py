@@ -35,16 +35,17 @@ class ChatView:
         for message in self.client.messages(CHANNEL):
             ts, text = message["ts"], message.get("text") or ""
             blocks = message.get("blocks") or []
-            # A card's text is only its notification fallback: show what the blocks show.
-            body = "" if blocks else text
+            # A card's text is only its notification fallback: show what its blocks show.
+            shown_blocks = ""
             buttons = []
             for block in blocks:
                 if block.get("type") in ("section", "context"):
                     parts = [block.get("text") or {}, *(block.get("elements") or [])]
-                    body += "\n".join(p.get("text", "") for p in parts if isinstance(p.get("text"), str)) + "\n"
+                    shown_blocks += "\n".join(p.get("text", "") for p in parts if isinstance(p.get("text"), str)) + "\n"
                 for element in block.get("elements") or []:
                     if element.get("type") == "button":
                         buttons.append(element)
+            body = shown_blocks or text
             shown = body + "|".join(b["action_id"] for b in buttons)
             if self.seen.get(ts) == shown:
                 continue
