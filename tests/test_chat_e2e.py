@@ -235,3 +235,15 @@ def test_forged_http_request_is_rejected(stack, chat):
     assert refused.value.code == 401
     assert not any(j.spec.thread_ts == "1.000001" for j in list_jobs(redis_of(stack)))
 
+
+
+def test_direct_message_and_slash_command_work_like_a_mention(stack, chat):
+    said = chat.say(ALICE, f"@{ALICE}", "status")  # a DM to the bot needs no mention
+    dm = f"D{ALICE[1:]}"
+    reply = chat.wait_for_message(lambda m: m.get("user") == BOT and m.get("thread_ts") == said["ts"],
+                                  channel=dm, timeout=20)
+    assert "node01" in reply["text"]
+    chat.slash(ALICE, CHANNEL, "uncordon node01")
+    echo = chat.wait_for_message(lambda m: m.get("user") == BOT and "/kubemaint uncordon node01" in m.get("text", ""),
+                                 channel=CHANNEL, timeout=20)
+    wait_reply(chat, echo["ts"], lambda m: "succeeded" in m.get("text", ""))
