@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections import Counter
@@ -70,15 +71,48 @@ ENV_KUBECONFIG = "DRAIN_BENCH_KUBECONFIG"
 ENV_REDIS = "DRAIN_BENCH_REDIS_URL"
 
 
+CONNECTIONS_KEY = "drain-bench:connections"  # HTTPS connections the worker opened during its last job run
+_opened = [0]
+_opened_lock = threading.Lock()
+
+
+def _count_new_connections() -> None:
+    """Count the HTTPS connections urllib3 opens in this (the worker's) process; measurement only."""
+    import urllib3.connectionpool as pools
+
+    if getattr(pools.HTTPSConnectionPool, "_drain_bench_counted", False):
+        return
+    original = pools.HTTPSConnectionPool._new_conn
+
+    def new_conn(self):
+        with _opened_lock:
+            _opened[0] += 1
+        return original(self)
+
+    pools.HTTPSConnectionPool._new_conn = new_conn
+    pools.HTTPSConnectionPool._drain_bench_counted = True
+
+
 def resources():
     """The worker's resources factory (`--resources-factory benchmarks.drain_vs_kubectl:resources`):
-    what `kubemaint worker` builds, for the lab named in the environment."""
+    what `kubemaint worker` builds, for the lab named in the environment, plus a count of the
+    HTTPS connections opened during the job run (stored in Redis when the run closes them)."""
     from redis import Redis
 
     from bot.jobs.actions import Resources
     from handlers.kube import connect
 
-    return Resources(kube=connect(Path(os.environ[ENV_KUBECONFIG])), redis=Redis.from_url(os.environ[ENV_REDIS]))
+    _count_new_connections()
+
+    class Counted(Resources):
+        def close(self) -> None:
+            with contextlib.suppress(Exception):
+                self["redis"].set(CONNECTIONS_KEY, _opened[0] - self.opened_before)
+            super().close()
+
+    made = Counted(kube=connect(Path(os.environ[ENV_KUBECONFIG])), redis=Redis.from_url(os.environ[ENV_REDIS]))
+    made.opened_before = _opened[0]
+    return made
 
 
 # -- the scenario ------------------------------------------------------------------------------------
@@ -205,7 +239,7 @@ def cpu_seconds(pid: int | None) -> float:
 KINDS = (
     (re.compile(r"^POST /api/v1/namespaces/[^/]+/pods/[^/]+/eviction$"), "POST pod eviction"),
     (re.compile(r"^GET /api/v1/namespaces/[^/]+/pods/[^/]+$"), "GET one pod"),
-    (re.compile(r"^GET /api/v1/pods$"), "GET pod list"),
+    (re.compile(r"^GET /api/v1/pods$"), "GET pod list or watch"),
     (re.compile(r"^(GET|PATCH|PUT) /api/v1/nodes/[^/]+$"), r"\1 node"),
     (re.compile(r"^GET /api/v1/nodes$"), "GET node list"),
     (re.compile(r"^GET /apis/apps/v1/namespaces/[^/]+/daemonsets/[^/]+$"), "GET one daemonset"),
@@ -231,7 +265,9 @@ class Run:
     wall: float = 0.0
     requests: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
-    lab_cpu: float = 0.0
+    lab_cpu: float = 0.0  # CPU seconds the lab process spent during the drain
+    plan_requests: int = 0  # kubemaint: the plan shown before approval (not in `requests`)
+    connections: int | None = None  # kubemaint: HTTPS connections its worker opened for the drain
     note: str = ""
     error: str = ""
 
@@ -355,17 +391,24 @@ def run_kubemaint(lab: LabProcess, redis_url: str, workdir: Path, name: str) -> 
             raise BenchError(f"the drain was refused: {plan.refusal}")
         evicted = len(plan.steps[1].args["pods"])
 
+        redis.delete(CONNECTIONS_KEY)
         lab.admin("POST", "counters/reset")
         cpu = cpu_seconds(lab.process.pid if lab.process else None)
         worker_cpu = cpu_seconds(worker.proc.pid)
         submitted, finished, record = submit_and_wait(redis, plan, command.text, worker, DRAIN_TIMEOUT)
-        run = Run("kubemaint", finished - submitted, lab_cpu=cpu_seconds(lab.process.pid if lab.process else None) - cpu)
+        lab_cpu = cpu_seconds(lab.process.pid if lab.process else None) - cpu
+        run = Run("kubemaint", finished - submitted, lab_cpu=lab_cpu, plan_requests=plan_requests)
         worker_cpu = cpu_seconds(worker.proc.pid) - worker_cpu
         counters = lab.counters()
         run.requests, run.kinds = counters["total"], by_kind(counters["requests"])
+        deadline = time.monotonic() + 3  # the runner closes the resources just after the job's end
+        while (opened := redis.get(CONNECTIONS_KEY)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        run.connections = None if opened is None else int(opened)
         steps = ", ".join(f"{s.action} {(s.finished_at or 0) - (s.started_at or 0):.2f} s" for s in record.steps
                           if s.started_at)
         run.note = (f"{evicted} pods in the plan; steps: {steps}; worker CPU {worker_cpu:.2f} s; "
+                    f"HTTPS connections opened by the worker: {run.connections}; "
                     f"plan before approval (not counted): {plan_requests} requests, {planning:.2f} s")
         if str(record.state) != "succeeded":
             run.error = f"job {record.id} {record.state}: {record.message}\n{worker.tail()}"
@@ -475,6 +518,8 @@ def breakdown(results: list[Result]) -> str:
         out.append(f"| `{kind}` | " + " | ".join(str(run.kinds.get(kind, "")) for _, run in runs) + " |")
     out.append("| **total** | " + " | ".join(f"**{run.requests}**" for _, run in runs) + " |")
     out.append("| lab CPU s | " + " | ".join(f"{run.lab_cpu:.2f}" for _, run in runs) + " |")
+    out.append("| HTTPS connections opened | " + " | ".join(
+        "-" if run.connections is None else str(run.connections) for _, run in runs) + " |")
     return "\n".join(out)
 
 
@@ -497,36 +542,64 @@ def machine() -> str:
             f"Python {platform.python_version()}, kubectl {kubectl_version()}")
 
 
-EXPLANATION = """\
-What the figures say:
-
-- **Requests.** Anyone who respects PodDisruptionBudgets must send one eviction `POST` per pod,
-  so 200 requests is the floor for this drain, for kubectl and kubemaint alike. kubectl adds
-  one `GET` of each pod per second while it waits for the pod to go (from the moment its
-  eviction is accepted: one per pod with grace 0, more with a real grace period), plus its
-  discovery, the node, the pod list and one `GET` per DaemonSet. kubemaint adds a handful of
-  lists: the worker's re-plan snapshot (nodes, pods, PDBs, DaemonSets), the pods on the node
-  before evicting and before waiting, and one watch instead of the per-pod `GET`s. Both end
-  up close to their floors; the 0.25x request target is below the eviction floor (0.25 x
-  kubectl's ~{kubectl_req} requests = ~{quarter} < 200 evictions) and no drain that evicts
-  pod by pod through the Eviction API can meet it. Meeting it would need deleting pods
-  without evictions (ignoring PDBs) or a server-side drain, neither of which kubemaint does.
-- **Wall time.** kubectl's time is mostly its own client-side rate limiter (client-go's token
-  bucket: it logs `Waited for ... due to client-side throttling`); its {kubectl_req} requests
-  take {kubectl_wall} s. kubemaint's worker sends its evictions from 16 threads without a
-  client-side limiter, so the drain takes about as long as the lab needs to answer 200
-  evictions plus the longest grace period. Both ratios are far under 0.5x.
-- kubemaint's figure is the drain after approval (submission to job succeeded) through a
-  private Redis and one warm worker, not through the chat; the plan shown before approval
-  costs {plan_req} more requests (a full snapshot) and is not counted, as kubectl's drain has
-  no such step. The lab, Redis, the worker and kubectl all share the machine's cores.
-"""
+def explanation(results: list[Result], pods: int) -> str:
+    """What the figures say, with this run's numbers."""
+    g0, last = results[0], results[-1]
+    evictions = g0.kubectl.kinds.get("POST pod eviction", 0)
+    kubectl_gets = ", ".join(f"{r.kubectl.kinds.get('GET one pod', 0)} with grace {r.grace} s" for r in results)
+    extra = ", ".join(f"{r.kubemaint.requests - r.kubemaint.kinds.get('POST pod eviction', 0)} with grace {r.grace} s"
+                      for r in results)
+    rate = evictions / g0.kubectl.wall if g0.kubectl.wall else 0.0
+    evict_steps = ", ".join(re.search(r"drain\.evict ([0-9.]+ s)", r.kubemaint.note).group(1) for r in results
+                            if re.search(r"drain\.evict ([0-9.]+ s)", r.kubemaint.note))
+    connections = ", ".join(f"{r.kubemaint.connections} with grace {r.grace} s" for r in results)
+    churn = all((r.kubemaint.connections or 0) >= pods for r in results)
+    lines = [
+        "What the figures say:",
+        "",
+        f"- **Requests.** Anyone who respects PodDisruptionBudgets sends one eviction `POST` per pod, so "
+        f"{pods} requests is the floor of this drain for kubectl and kubemaint alike. On top of it kubectl "
+        f"polls each evicted pod with a `GET` once a second until it is gone ({kubectl_gets}; the count "
+        f"is capped by its rate limiter, below), plus discovery, the node (GET, PATCH), one pod list and "
+        f"one `GET` per DaemonSet. kubemaint adds {extra}: the cordon (GET and PATCH of the node), the "
+        f"worker's re-plan snapshot (nodes, pods, PDBs, DaemonSets), the node's pods before evicting and "
+        f"before waiting, and with a grace period one watch (`GET /api/v1/pods?watch=1`, counted with the "
+        f"lists) instead of per-pod polling. So kubemaint needs about half of kubectl's requests, and the "
+        f"0.25x target cannot be met by any drain that evicts through the Eviction API: 0.25 x "
+        f"{g0.kubectl.requests} = {g0.kubectl.requests // 4}, fewer than the {pods} evictions. Only deleting "
+        f"pods without evictions (ignoring PDBs) would go lower, and kubemaint does not do that.",
+        f"- **Wall time.** kubectl's drain is paced by client-go's client-side rate limiter (it logs "
+        f"`Waited for ... due to client-side throttling`): {evictions} evictions in {g0.kubectl.wall:.1f} s is "
+        f"{rate:.1f} per second, which matches client-go's default limit of 5 requests/s with a burst of 10 "
+        f"(({evictions} - 10) / 5 = {(evictions - 10) / 5:.0f} s). kubectl's total rate is about twice that "
+        f"({g0.kubectl.requests / g0.kubectl.wall:.1f} requests/s), consistent with one limiter per API-group "
+        f"client when no QPS is set: the per-pod `GET`s (core/v1) do not wait behind the evictions "
+        f"(policy/v1), but are capped at about 5/s themselves. kubemaint's "
+        f"worker evicts from 16 threads with no client-side limiter (evict step: {evict_steps}), then "
+        f"watches the pods go; with a 2 s grace period most of its time is the grace period itself "
+        f"({last.kubemaint.wall:.2f} s in all).",
+    ]
+    if churn:
+        lines.append(
+            f"- **A cost in kubemaint's figures.** Its worker opened a new HTTPS connection for nearly every "
+            f"eviction ({connections}; counted in the benchmark's resources factory). `evict_one` in "
+            f"`handlers/drain_run.py` asks for the eviction with `_preload_content=False` and never reads or "
+            f"releases the response, so urllib3 never returns the connection to its pool: every eviction "
+            f"pays a TCP connect and a TLS handshake on both ends (see the lab CPU row). Reading and "
+            f"releasing the response keeps 16 connections alive; in an experiment on 2026-11-22 (patched "
+            f"in memory, not committed) that took the evict step to about 0.35 s and halved the worker's "
+            f"and the lab's CPU.")
+    lines.append(
+        f"- **Scope.** kubemaint's figure is the drain after approval, submission to job succeeded, through "
+        f"a private Redis and one warm worker; the chat round trips are not in it. The plan the approver "
+        f"sees costs another {g0.kubemaint.plan_requests} requests (one snapshot) before approval and is not "
+        f"counted; kubectl has no such step. The lab, Redis, the worker and kubectl share the machine's "
+        f"{os.cpu_count()} cores, and single runs vary by 10-30% for kubemaint (sub-second figures).")
+    return "\n".join(lines) + "\n"
 
 
 def record(path: Path, results: list[Result], pods: int, elapsed: float) -> None:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    first = results[0]
-    plan_req = re.search(r"plan before approval \(not counted\): (\d+) requests", first.kubemaint.note)
     notes = "\n".join(f"- {r.kubectl.tool}, grace {r.grace} s: {r.kubectl.note or '-'}\n"
                       f"- {r.kubemaint.tool}, grace {r.grace} s: {r.kubemaint.note or '-'}" for r in results)
     section = (
@@ -542,9 +615,7 @@ def record(path: Path, results: list[Result], pods: int, elapsed: float) -> None
         f"the lab's counters, reset right before each drain.\n\n"
         f"{markdown_table(results, pods)}\n\n"
         f"Requests by kind:\n\n{breakdown(results)}\n\n{notes}\n\n"
-        + EXPLANATION.format(kubectl_req=first.kubectl.requests, quarter=int(first.kubectl.requests * 0.25),
-                             kubectl_wall=f"{first.kubectl.wall:.1f}",
-                             plan_req=plan_req.group(1) if plan_req else "a few")
+        + explanation(results, pods)
     )
     existing = path.read_text() if path.exists() else "# Benchmarks\n"
     if f"\n{SECTION}\n" in existing:  # replace this benchmark's previous section, keep the others
@@ -567,8 +638,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.pods <= OTHER_WORKERS * OTHER_CAPACITY - 20:
         print(f"--pods must be between 1 and {OTHER_WORKERS * OTHER_CAPACITY - 20}", file=sys.stderr)
         return 2
+    from bot.audit import configure_logging
     from lab.redis_server import RedisServer
 
+    configure_logging("WARNING")  # queue.submit's audit lines would interleave with the progress lines
+    for name in [k for k in os.environ if k.lower() in ("http_proxy", "https_proxy", "all_proxy")]:
+        del os.environ[name]  # this process's own requests to the labs go straight to 127.0.0.1 too
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1"
     os.chdir(ROOT)  # `python -m lab` and `python -m bot.jobs` must resolve to this checkout
     started = time.monotonic()
     print(f"drain vs kubectl: {args.pods} pods on {NODE}, {os.cpu_count()} cores", flush=True)
@@ -583,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     print("kubemaint: the planned job submitted to one warm worker through a private Redis (not the chat stack)")
     for r in results:
         for run in (r.kubectl, r.kubemaint):
-            print(f"grace {r.grace} s, {run.tool}: {run.requests} requests: "
+            print(f"grace {r.grace} s, {run.tool}: {run.requests} requests, lab CPU {run.lab_cpu:.2f} s: "
                   + ", ".join(f"{k} {n}" for k, n in run.kinds.items()))
             if run.note:
                 print(f"  {run.note}")

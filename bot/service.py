@@ -28,7 +28,7 @@ from bot.jobs.store import get_job, list_jobs
 from bot.progress import job_view, remember_message
 from bot.skew import NodeVersions, check_skew
 from handlers import kube
-from handlers.plan import PLANNERS, Plan
+from handlers.plan import NEEDS_BUDGETS, PLANNERS, Plan
 from handlers.snapshot import ClusterSnapshot
 
 log = structlog.get_logger("kubemaint.service")
@@ -122,11 +122,11 @@ class Kubemaint:
         return f"`{verb}` is not available yet."
 
     def status(self) -> str:
-        snapshot = kube.read_snapshot(self.kube_client())
+        snapshot = kube.read_snapshot(self.kube_client(), budgets=False)
         return status_report(snapshot, self.settings.supported_latest_minor)
 
     def _plan_and_submit(self, msg: Message, command: Command) -> None:
-        snapshot = kube.read_snapshot(self.kube_client())
+        snapshot = kube.read_snapshot(self.kube_client(), budgets=command.verb in NEEDS_BUDGETS)
         plan = PLANNERS[command.verb](snapshot, command)
         if plan.refusal:
             audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal)

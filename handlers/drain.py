@@ -361,7 +361,7 @@ def _skipped(decisions: list[PodDecision]) -> list[str]:
     return lines
 
 
-@planner("drain")
+@planner("drain", budgets=True)
 def plan_drain(snapshot: ClusterSnapshot, command: Any) -> Plan:
     node = snapshot.nodes.get(command.node)
     if node is None:

@@ -81,7 +81,7 @@ def evict_one(core: client.CoreV1Api, namespace: str, name: str, uid: str, grace
         delete_options=client.V1DeleteOptions(grace_period_seconds=grace,
                                               preconditions=client.V1Preconditions(uid=uid)),
     )
-    core.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False)
+    kube.raw(core.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False))
 
 
 def _evict_with_retries(kube_client: kube.Kube, ref: str, uid: str, grace: int | None, state: EvictionState,
@@ -135,9 +135,8 @@ def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
 @kube.retrying
 def _pods_on(kube_client: kube.Kube, node: str) -> tuple[dict[str, dict], str]:
     """Pods on the node by uid, and the list's resourceVersion to watch from."""
-    response = kube_client.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}",
-                                                            _preload_content=False)
-    data = json.loads(response.data)
+    data = kube.raw(kube_client.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}",
+                                                                 _preload_content=False))
     return {p["metadata"]["uid"]: p for p in data.get("items") or []}, data["metadata"]["resourceVersion"]
 
 

@@ -41,8 +41,13 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Kube:
     return Kube(api, client.CoreV1Api(api), client.AppsV1Api(api), client.PolicyV1Api(api))
 
 
-def _raw(response) -> dict:
-    return json.loads(response.data)
+def raw(response) -> dict:
+    """The JSON of a `_preload_content=False` response, handing its connection back to the pool
+    (otherwise every request would open a new TLS connection)."""
+    try:
+        return json.loads(response.data) if response.data else {}
+    finally:
+        response.release_conn()
 
 
 def transient(error: BaseException) -> bool:
@@ -63,25 +68,28 @@ def list_all(list_call, **kwargs) -> list[dict]:
     items: list[dict] = []
     token = None
     while True:
-        page = _raw(retrying(list_call)(limit=PAGE, _continue=token, _preload_content=False, **kwargs))
+        page = raw(retrying(list_call)(limit=PAGE, _continue=token, _preload_content=False, **kwargs))
         items.extend(page.get("items") or [])
         token = (page.get("metadata") or {}).get("continue")
         if not token:
             return items
 
 
-def read_snapshot(kube: Kube) -> ClusterSnapshot:
+def read_snapshot(kube: Kube, *, budgets: bool = True) -> ClusterSnapshot:
+    """Nodes and pods; with `budgets`, also PDBs and DaemonSets (what eviction planning needs:
+    a pod whose DaemonSet is gone is an orphan). Status and cordon skip those two lists."""
     nodes = list_all(kube.core.list_node)
     pods = list_all(kube.core.list_pod_for_all_namespaces)
+    if not budgets:
+        return snapshot_from_api(nodes, pods)
     pdbs = list_all(kube.policy.list_pod_disruption_budget_for_all_namespaces)
-    # Drain needs to know which DaemonSets exist: a pod whose DaemonSet is gone is an orphan.
     daemonsets = list_all(kube.apps.list_daemon_set_for_all_namespaces)
     return snapshot_from_api(nodes, pods, pdbs, daemonsets)
 
 
 @retrying
 def read_node(kube: Kube, name: str) -> dict:
-    return _raw(kube.core.read_node(name, _preload_content=False))
+    return raw(kube.core.read_node(name, _preload_content=False))
 
 
 @retrying

@@ -29,13 +29,17 @@ class Plan:
 
 Planner = Callable[[ClusterSnapshot, object], Plan]
 PLANNERS: dict[str, Planner] = {}
+NEEDS_BUDGETS: set[str] = set()  # verbs whose planner reads PDBs and DaemonSets
 
 
-def planner(verb: str) -> Callable[[Planner], Planner]:
-    """Register `fn` as the planner of `verb`: one decorator, so operations are easy to find."""
+def planner(verb: str, *, budgets: bool = False) -> Callable[[Planner], Planner]:
+    """Register `fn` as the planner of `verb`: one decorator, so operations are easy to find.
+    `budgets`: the planner needs PodDisruptionBudgets and DaemonSets in its snapshot."""
 
     def register(fn: Planner) -> Planner:
         PLANNERS[verb] = fn
+        if budgets:
+            NEEDS_BUDGETS.add(verb)
         return fn
 
     return register
