@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lab.testing import LabProcess  # noqa: E402
+from lab.testing import LabProcess, stop_process_group  # noqa: E402
 
 NODE = "node01"
 PODS = 200  # evictable pods on NODE
@@ -329,13 +328,7 @@ class Worker:
         return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
 
 
 def submit_and_wait(redis, plan, text: str, worker: Worker, timeout: float) -> tuple[float, float, object]:

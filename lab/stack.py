@@ -24,7 +24,7 @@ from lab.redis_server import RedisServer, free_port
 from lab.slack.client import SlackLabClient
 from lab.slack.emulator import EmulatorThread
 from lab.slack.workspace import DEFAULT_CHANNELS, DEFAULT_USERS
-from lab.testing import LabError, LabProcess
+from lab.testing import LabError, LabProcess, stop_process_group
 
 CHANNEL = "C0OPS"
 USERS = {"operator": "U0ALICE", "approver": "U0BOB", "approver2": "U0CAROL", "viewer": "U0VIC"}
@@ -62,13 +62,7 @@ class SlackProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
 
 
 @dataclass
@@ -219,15 +213,7 @@ class Stack:
 
     def stop(self) -> None:
         for proc in [self.bot, *self.worker_procs]:
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in [self.bot, *self.worker_procs]:
-            if proc is not None:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_process_group(proc)
         for part in (self.slack, self.redis, self.lab):
             if part is not None:
                 part.stop()

@@ -22,6 +22,18 @@ class LabError(RuntimeError):
     pass
 
 
+def stop_process_group(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """SIGTERM a child started with start_new_session=True and its children; SIGKILL after `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class LabProcess:
     """`python -m lab up` in a child process, ready when its kubeconfig appears."""
 
@@ -74,13 +86,7 @@ class LabProcess:
         self._ssl = ssl.create_default_context(cadata=ca.decode())
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
