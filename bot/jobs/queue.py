@@ -117,28 +117,35 @@ def cancel(redis: Redis, job_id: str, by: str) -> Outcome:
     (between steps, or inside a long step that checks `ctx.cancelled()`). failed / halted -> aborted:
     cancelled for good, so it cannot be resumed. succeeded / cancelled -> refused with the reason.
     """
+    outcome, record = _transact(redis, job_id, lambda pipe, record: _cancel_in(pipe, redis, record, by))
+    if outcome.accepted and record is not None:
+        audit(redis, "job.cancel", job=job_id, by=by, state_before=record.state, result=outcome.state)
+    return outcome
+
+
+def _transact(redis: Redis, job_id: str, change) -> tuple[Outcome, JobRecord | None]:
+    """Run `change(pipe, record)` on the job under WATCH, retrying if the job changed meanwhile.
+
+    `change` queues its writes after `pipe.multi()` when it accepts; otherwise nothing is written.
+    """
     if not is_job_id(job_id):
-        return _unknown(job_id)
-    key = job_key(job_id)
+        return _unknown(job_id), None
     with redis.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(key)
+                pipe.watch(job_key(job_id))
                 record = get_job(redis, job_id)
                 if record is None:
                     pipe.reset()
-                    return _unknown(job_id)
-                outcome = _cancel_in(pipe, redis, record, by)
+                    return _unknown(job_id), None
+                outcome = change(pipe, record)
                 if outcome.accepted and pipe.explicit_transaction:
                     pipe.execute()
                 else:
                     pipe.reset()
-                break
+                return outcome, record
             except WatchError:
                 continue
-    if outcome.accepted:
-        audit(redis, "job.cancel", job=job_id, by=by, state_before=record.state, result=outcome.state)
-    return outcome
 
 
 def _cancel_in(pipe: Pipeline, redis: Redis, record: JobRecord, by: str) -> Outcome:
@@ -188,44 +195,36 @@ def resume(redis: Redis, job_id: str, by: str, *, queue_name: str | None = None,
            job_timeout: str | int = DEFAULT_JOB_TIMEOUT) -> Outcome:
     """Run a failed or halted job again: done steps are skipped, the first unfinished step runs again."""
     check_client(redis)
-    if not is_job_id(job_id):
-        return _unknown(job_id)
-    key = job_key(job_id)
-    with redis.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(key)
-                record = get_job(redis, job_id)
-                if record is None:
-                    pipe.reset()
-                    return _unknown(job_id)
-                command = record.spec.command_text
-                if record.state not in (JobState.FAILED, JobState.HALTED):
-                    pipe.reset()
-                    why = {
-                        JobState.QUEUED: "it is already queued",
-                        JobState.RUNNING: "it is running",
-                        JobState.SUCCEEDED: "it already succeeded",
-                        JobState.CANCELLED: "it was cancelled; run the command again for a new job",
-                    }[JobState(record.state)]
-                    return Outcome(False, f"Cannot resume {job_id} ({command}): {why}.", record.state)
-                next_step = next((s.name for s in record.steps if s.state != StepState.DONE), None)
-                now = time.time()
-                pipe.multi()
-                for k in (key, steps_key(job_id), data_key(job_id)):
-                    pipe.persist(k)
-                pipe.hdel(key, "cancel_requested_by", "cancel_requested_at", "finished_at")
-                pipe.hset(key, mapping={"state": JobState.QUEUED, "queued_at": now, "updated_at": now,
-                                        "recoveries": 0, "message": f"Resumed by {by}; queued."})
-                pipe.xadd(EVENTS_STREAM, event_fields(job_id, JobState.QUEUED, detail=f"resumed by {by}"),
-                          maxlen=EVENTS_MAXLEN, approximate=True)
-                pipe.sadd(ACTIVE_JOBS, job_id)
-                enqueue_run(pipe, redis, job_id, queue_name=queue_name or record.queue or QUEUE_NAME,
-                            job_timeout=job_timeout, description=command)
-                pipe.execute()
-                break
-            except WatchError:
-                continue
-    audit(redis, "job.resume", job=job_id, by=by, state_before=record.state, next_step=next_step)
-    return Outcome(True, f"Resuming {job_id} ({command}): done steps are kept; it continues at '{next_step}'.",
-                   JobState.QUEUED)
+
+    def change(pipe: Pipeline, record: JobRecord) -> Outcome:
+        command = record.spec.command_text
+        if record.state not in (JobState.FAILED, JobState.HALTED):
+            why = {
+                JobState.QUEUED: "it is already queued",
+                JobState.RUNNING: "it is running",
+                JobState.SUCCEEDED: "it already succeeded",
+                JobState.CANCELLED: "it was cancelled; run the command again for a new job",
+            }[JobState(record.state)]
+            return Outcome(False, f"Cannot resume {job_id} ({command}): {why}.", record.state)
+        next_step = next((s.name for s in record.steps if s.state != StepState.DONE), None)
+        now = time.time()
+        key = job_key(job_id)
+        pipe.multi()
+        for k in (key, steps_key(job_id), data_key(job_id)):
+            pipe.persist(k)
+        pipe.hdel(key, "cancel_requested_by", "cancel_requested_at", "finished_at")
+        pipe.hset(key, mapping={"state": JobState.QUEUED, "queued_at": now, "updated_at": now,
+                                "recoveries": 0, "message": f"Resumed by {by}; queued."})
+        pipe.xadd(EVENTS_STREAM, event_fields(job_id, JobState.QUEUED, detail=f"resumed by {by}"),
+                  maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.sadd(ACTIVE_JOBS, job_id)
+        enqueue_run(pipe, redis, job_id, queue_name=queue_name or record.queue or QUEUE_NAME,
+                    job_timeout=job_timeout, description=command)
+        return Outcome(True, f"Resuming {job_id} ({command}): done steps are kept; it continues at '{next_step}'.",
+                       JobState.QUEUED)
+
+    outcome, record = _transact(redis, job_id, change)
+    if outcome.accepted and record is not None:
+        next_step = next((s.name for s in record.steps if s.state != StepState.DONE), None)
+        audit(redis, "job.resume", job=job_id, by=by, state_before=record.state, next_step=next_step)
+    return outcome
