@@ -1,0 +1,75 @@
+"""deploy/rbac.yaml grants exactly enough: every API request kubemaint made while a user ran
+status, cordon, drain and uncordon through chat is allowed by the ClusterRole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from lab.stack import CHANNEL, Stack
+
+RBAC = Path(__file__).parents[1] / "deploy" / "rbac.yaml"
+
+
+def cluster_role_rules() -> list[dict]:
+    docs = list(yaml.safe_load_all(RBAC.read_text()))
+    return next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
+
+
+def needed_permission(method: str, path: str) -> tuple[str, str, frozenset[str]] | None:
+    """(apiGroup, resource, acceptable verbs) for a request path, as the apiserver authorizes it."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api" and len(parts) > 2:
+        group, rest = "", parts[2:]
+    elif parts[0] == "apis" and len(parts) > 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None  # discovery and /version: allowed to every authenticated user
+    if rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+    named = len(rest) > 1
+    verbs = {"GET": {"get"} if named else {"list", "watch"}, "PATCH": {"patch"}, "PUT": {"update"},
+             "POST": {"create"}, "DELETE": {"delete"}}[method]
+    return group, resource, frozenset(verbs)
+
+
+def allowed(rules: list[dict], group: str, resource: str, verbs: frozenset[str]) -> bool:
+    return any(group in rule["apiGroups"] and resource in rule["resources"] and verbs & set(rule["verbs"])
+               for rule in rules)
+
+
+def test_every_request_of_a_maintenance_session_is_allowed_by_the_cluster_role():
+    with Stack(time_scale=0.05) as stack:
+        chat = stack.slack.client
+        stack.lab.admin("POST", "counters/reset")
+
+        def run(text: str, approve: bool = False) -> None:
+            said = chat.say("U0ALICE", CHANNEL, f"<@U0BOT> {text}")
+            first = chat.wait_for_message(lambda m: m.get("user") == "U0BOT" and m.get("thread_ts") == said["ts"],
+                                          channel=CHANNEL, timeout=30)
+            if approve:
+                chat.click("U0BOB", CHANNEL, first["ts"], "approve")
+            chat.wait_for_message(lambda m: m.get("user") == "U0BOT" and m.get("thread_ts") == said["ts"]
+                                  and "succeeded" in (m.get("text") or ""), channel=CHANNEL, timeout=60)
+
+        said = chat.say("U0ALICE", CHANNEL, "<@U0BOT> status")
+        chat.wait_for_message(lambda m: m.get("thread_ts") == said["ts"] and m.get("user") == "U0BOT",
+                              channel=CHANNEL, timeout=30)
+        run("cordon node01", approve=True)
+        run("drain node01 --force", approve=True)
+        run("uncordon node01")
+        requests = stack.lab.counters()["requests"]
+
+    rules = cluster_role_rules()
+    needed = {p for key in requests if (p := needed_permission(*key.split(" ", 1)))}
+    assert ("", "pods/eviction", frozenset({"create"})) in needed
+    denied = sorted(f"{verbs} {group or 'core'}/{resource}" for group, resource, verbs in needed
+                    if not allowed(rules, group, resource, verbs))
+    assert denied == [], f"deploy/rbac.yaml does not allow: {denied}"
+    # Least privilege: no resource kubemaint does not use, and never a plain delete.
+    used = {(g, r) for g, r, _ in needed}
+    granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == used
+    assert not any("delete" in rule["verbs"] for rule in rules)
