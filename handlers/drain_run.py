@@ -275,7 +275,7 @@ def _shared_deadline(ctx: StepContext, evict_step: str, timeout_seconds: int) ->
     """The deadline the eviction step fixed, so --timeout bounds the whole drain."""
     from bot.jobs.store import read_checkpoint_data
 
-    redis = ctx.resources.get("redis") if hasattr(ctx.resources, "get") else None
+    redis = ctx.resources.get("redis")
     if redis is not None and evict_step:
         started = read_checkpoint_data(redis, ctx.job_id, evict_step).get("started_at")
         if started is not None:

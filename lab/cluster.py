@@ -17,7 +17,7 @@ from datetime import timedelta
 from lab import objects as o
 from lab.disruption import pdb_status
 from lab.selectors import selector_is_empty, selector_matches
-from lab.store import Key, Store, WatchEvent
+from lab.store import Key, Store, WatchEvent, key_of
 
 # How long a node may be NotReady before its pods are evicted (the taint-based
 # eviction default, tolerationSeconds 300), before --time-scale.
@@ -91,7 +91,7 @@ class Cluster:
                 for ref in obj["metadata"].get("ownerReferences") or []:
                     self.dirty_owners.add(ref["uid"])
                 self.dirty_namespaces.add(obj["metadata"]["namespace"])
-            key = o_key(event.obj)
+            key = key_of(event.obj)
             if event.type != "DELETED" and not event.obj["spec"].get("nodeName"):
                 self.pending.add(key)
             else:
@@ -516,6 +516,3 @@ class Cluster:
             timer.cancel()
         self._timers.clear()
 
-
-def o_key(obj: dict) -> Key:
-    return (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])

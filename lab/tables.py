@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from lab.objects import MIRROR_ANNOTATION, now, parse_timestamp
+from lab.objects import now, parse_timestamp
 
 NONE = "<none>"
 
@@ -236,5 +236,3 @@ def table(resource: str, objects: list[dict], list_meta: dict, with_columns: boo
         "rows": [{"cells": row(obj), "object": partial_metadata(obj)} for obj in objects],
     }
 
-
-__all__ = ["MIRROR_ANNOTATION", "age", "human_duration", "table"]
