@@ -472,3 +472,37 @@ def test_http_mode_retries_with_retry_headers(emu: EmulatorThread) -> None:
         assert (h2["x-slack-retry-num"], h2["x-slack-retry-reason"]) == ("1", "http_error")
         assert b1["event_id"] == b2["event_id"] and b1["event"]["type"] == "app_mention"
         assert [a["outcome"] for a in d["attempts"]] == ["http_error", "acked"]
+
+
+def test_late_acks_make_slack_resend_in_both_modes(emu: EmulatorThread) -> None:
+    """`late_acks` turns the app's next acks into late ones: the event comes again with the same event_id."""
+    app = App(client=emu.web_client())
+    seen: queue.Queue = queue.Queue()
+
+    @app.event("app_mention")
+    def mention(event: dict, say: Any) -> None:
+        seen.put(event)
+
+    with pytest.raises(SlackLabError, match="late_acks must be a whole number"):
+        emu.client.configure(late_acks=-1)
+    with socket_mode(emu, app):
+        emu.client.wait_for_connection()
+        emu.client.configure(ack_timeout=0.3, late_acks=1)
+        said = emu.client.say("alice", "C0OPS", "<@U0BOT> once late")
+        d = emu.client.wait_for_ack(said["delivery_ids"][0], timeout=5)
+        assert [(a["outcome"], a["retry_reason"]) for a in d["attempts"]] == [("timeout", ""), ("acked", "timeout")]
+        assert emu.client.configure()["settings"]["late_acks"] == 0  # used up
+
+    received: queue.Queue = queue.Queue()
+
+    def always_ok(environ: dict, start_response: Any) -> list[bytes]:
+        received.put(environ.get("HTTP_X_SLACK_RETRY_REASON"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b""]
+
+    with wsgi_server(always_ok) as url:
+        emu.client.configure(http_mode=True, request_url=url + "/slack/events", late_acks=1)
+        said = emu.client.say("alice", "C0OPS", "<@U0BOT> late over http")
+        d = emu.client.wait_for_ack(said["delivery_ids"][0], timeout=5)
+        assert [a["outcome"] for a in d["attempts"]] == ["http_timeout", "acked"]
+        assert (received.get(timeout=5), received.get(timeout=5)) == (None, "http_timeout")

@@ -124,7 +124,8 @@ class SlackLabClient:
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Run-time settings: http_mode, request_url, ack_timeout, max_retries, retry_delay,
         disconnect_grace, response_url_uses, response_url_ttl, events, slash_commands,
-        echo_bot_messages, rate_limits={"chat.update": {"per_minute": 50, "burst": 10}} (None removes)."""
+        echo_bot_messages, late_acks (the next N acks count as too late, so events are re-sent),
+        rate_limits={"chat.update": {"per_minute": 50, "burst": 10}} (None removes)."""
         body = self.request("POST", "/_lab/config", settings)
         return body
 

@@ -143,19 +143,25 @@ class Deliveries:
     def register_envelope(self, envelope_id: str, d: Delivery) -> None:
         self.by_envelope[envelope_id] = d
 
-    async def ack(self, d: Delivery, payload: Any = None) -> None:
+    async def ack(self, d: Delivery, payload: Any = None) -> bool:
         """The app acknowledged `d` (HTTP 2xx or a Socket Mode ack). The first ack while Slack still waits
-        counts; later ones (duplicates, or after Slack gave up) are only counted in `acks`."""
+        counts; later ones (duplicates, or after Slack gave up) are only counted in `acks`. Returns whether
+        this ack was taken (False also when the `late_acks` setting made it count as too late)."""
         d.acks += 1
         if d.state != "pending":
             self.changed()
-            return
+            return False
+        if self.settings.late_acks > 0:
+            self.settings.late_acks -= 1
+            self.changed()
+            return False
         d.state = "acked"
         d.acked_at = time.time()
         d.ack_payload = payload
         d.acked.set()
         self.changed()
         await self.on_ack(d, payload)
+        return True
 
     async def ack_envelope(self, envelope_id: Any, payload: Any, via: str) -> None:
         d = self.by_envelope.get(str(envelope_id))

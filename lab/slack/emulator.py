@@ -58,10 +58,13 @@ class Settings:
     events: tuple[str, ...] = ("app_mention", "message.im")
     slash_commands: tuple[str, ...] = ("/kubemaint",)
     echo_bot_messages: bool = True
+    # The next N acks arrive "after the deadline": Slack waits out ack_timeout and re-sends the event,
+    # without the race a tiny ack_timeout has against a fast app.
+    late_acks: int = 0
 
     RUNTIME = ("http_mode", "request_url", "ack_timeout", "max_retries", "retry_delay", "disconnect_grace",
                "ping_interval", "response_url_uses", "response_url_ttl", "events", "slash_commands",
-               "echo_bot_messages")
+               "echo_bot_messages", "late_acks")
 
     def public(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -194,6 +197,8 @@ class SlackEmulator:
         for key, value in changes.items():
             if key in ("events", "slash_commands"):
                 value = tuple(value)
+            if key in ("late_acks", "max_retries") and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{key} must be a whole number >= 0, not {value!r}")
             setattr(self.settings, key, value)
         if rate_limits is not None:
             self.limiter.configure(rate_limits, replace=False)

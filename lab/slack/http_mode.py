@@ -104,7 +104,8 @@ class HttpTransport:
             attempt.transport += f" ({type(e).__name__})"
             return
         if 200 <= status < 300:
-            await self.emu.deliveries.ack(d, parse_answer(body, content_type))
+            if not await self.emu.deliveries.ack(d, parse_answer(body, content_type)) and d.state == "pending":
+                attempt.outcome = "http_timeout"  # a late answer, as Slack sees it
         else:
             attempt.outcome = "http_error"
             attempt.transport += f" (HTTP {status})"
