@@ -6,9 +6,14 @@ import argparse
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.jobs.actions import SharedResources
 
 DEFAULT_CONFIG = os.environ.get("KUBEMAINT_CONFIG")
 
@@ -64,15 +69,24 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def resources_factory_for(settings: Settings):
+def resources_factory_for(settings: Settings) -> Callable[[], SharedResources]:
     from redis import Redis
 
-    from bot.jobs.actions import Resources
+    from bot.jobs.actions import SharedResources
     from handlers.kube import connect
 
-    # `redis` lets a step read another step's checkpoint (the drain's shared deadline).
-    return lambda: Resources(kube=connect(settings.kubeconfig, settings.context),
-                             redis=Redis.from_url(settings.redis_url))
+    # Jobs run in the worker process itself, one at a time, so one kube client and one Redis client
+    # serve them all: a client per job re-read the kubeconfig and opened a new TLS connection for
+    # every job. `redis` lets a step read another step's checkpoint (the drain's shared deadline).
+    shared: list[SharedResources] = []
+
+    def factory() -> SharedResources:
+        if not shared:
+            shared.append(SharedResources(kube=connect(settings.kubeconfig, settings.context),
+                                          redis=Redis.from_url(settings.redis_url)))
+        return shared[0]
+
+    return factory
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -81,9 +95,9 @@ def worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args.config)
     factory = resources_factory_for(settings)
-    # RQ forks a work horse per job; loading the kube client once here (it imports a lot lazily)
-    # means every job starts its first step in milliseconds instead of half a second.
-    factory().close()
+    # Connecting here (the kube client imports a lot lazily) means the first job starts its first
+    # step in milliseconds instead of half a second.
+    factory()
     from rq import SimpleWorker
 
     # Jobs run in the worker process itself rather than a fork per job: forking a process that

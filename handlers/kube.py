@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
@@ -43,9 +43,10 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Kube:
 
 def raw(response) -> dict:
     """The JSON of a `_preload_content=False` response, handing its connection back to the pool
-    (otherwise every request would open a new TLS connection)."""
+    (otherwise every request would open a new TLS connection). orjson, because a snapshot decodes
+    every pod in the cluster and the stdlib decoder was the bot's largest CPU cost under load."""
     try:
-        return json.loads(response.data) if response.data else {}
+        return orjson.loads(response.data) if response.data else {}
     finally:
         response.release_conn()
 

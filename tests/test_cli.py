@@ -49,3 +49,27 @@ def test_audit_prints_recent_entries(tmp_path, redis_server):
     assert "approval.approve" in result.stdout and "cordon node01" in result.stdout
     bad = kubemaint("--config", str(config), "audit", "--since", "yesterday")
     assert bad.returncode != 0 and "yesterday" in bad.stderr
+
+
+def test_worker_lends_one_set_of_clients_to_every_job(tmp_path):
+    """Jobs run inside the worker, so each job reuses the worker's kube and Redis clients instead of
+    re-reading the kubeconfig and opening a new TLS connection; ending a job must not close them."""
+    from bot.cli import resources_factory_for
+    from bot.config import load_settings
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
+                          "clusters: [{name: lab, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                          "users: [{name: lab, user: {token: t}}]\n"
+                          "contexts: [{name: lab, context: {cluster: lab, user: lab}}]\n")
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text(f"slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nroles:\n  operators: [U0ALICE]\n"
+                      f"  approvers: [U0BOB]\nkubeconfig: {kubeconfig}\n")
+    factory = resources_factory_for(load_settings(config))
+    first = factory()
+    closed = []
+    first["kube"].close = lambda: closed.append("kube")
+    first.close()  # what the runner does when a job run ends
+    assert closed == []
+    second = factory()
+    assert second["kube"] is first["kube"] and second["redis"] is first["redis"]

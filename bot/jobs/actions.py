@@ -76,6 +76,13 @@ class Resources(dict):
                 close()
 
 
+class SharedResources(Resources):
+    """Resources a worker keeps for its whole life and lends to every job run: closing a run leaves them open."""
+
+    def close(self) -> None:
+        pass
+
+
 ResourcesFactory = Callable[[], Mapping[str, Any]]
 
 
