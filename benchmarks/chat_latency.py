@@ -5,7 +5,7 @@ Measures, against the whole stack (bot and worker processes, Redis, lab cluster)
 - time to the first reply in the thread (target p99 <= 1 s);
 - approve click -> the job's first step started (target p99 <= 250 ms).
 
-    python benchmarks/chat_latency.py [--users 20] [--mode socket|http] [--record docs/benchmarks.md]
+    python benchmarks/chat_latency.py [--users 20] [--rounds 3] [--mode socket|http] [--record docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -76,25 +76,27 @@ def one_user(stack: Stack, user: str, approver: str, node: str, channel: str, ti
     timings["approve -> step started"].append((record.steps[0].started_at - clicked_at) * 1000)
 
 
-def run(users: int, mode: str) -> dict[str, list[float]]:
+def run(users: int, mode: str, rounds: int) -> dict[str, list[float]]:
     operators = {f"U0OP{i:02d}": "operator" for i in range(users)}
     approvers = {f"U0AP{i:02d}": "approver" for i in range(users)}
     timings: dict[str, list[float]] = {name: [] for name in TARGETS}
     # One channel per pair of users: Slack allows about one message per second per channel, so
     # twenty people in one channel would measure Slack's rate limit, not kubemaint.
     channels = {f"C0TEAM{i:02d}": f"team{i:02d}" for i in range(users)}
-    with Stack(scenario=f"large:{users + 2}:5", mode=mode, time_scale=0.05, workers=WORKERS,
+    spare = users * rounds + 1  # every round cordons fresh nodes; the spare one is for the warm-up
+    with Stack(scenario=f"large:{spare + 1}:5", mode=mode, time_scale=0.05, workers=WORKERS,
                extra_users={**operators, **approvers}, extra_channels=channels, slack_process=True) as stack:
-        nodes = [f"node{i:04d}" for i in range(1, users + 1)]
         # One pass first, not measured: steady-state latency, not the first import or connection.
         warmup: dict[str, list[float]] = {name: [] for name in TARGETS}
-        one_user(stack, next(iter(operators)), next(iter(approvers)), f"node{users + 1:04d}", next(iter(channels)),
+        one_user(stack, next(iter(operators)), next(iter(approvers)), f"node{spare:04d}", next(iter(channels)),
                  warmup)
-        with ThreadPoolExecutor(max_workers=users) as pool:
-            futures = [pool.submit(one_user, stack, op, ap, node, channel, timings)
-                       for op, ap, node, channel in zip(operators, approvers, nodes, channels, strict=True)]
-            for future in futures:
-                future.result()
+        for r in range(rounds):
+            nodes = [f"node{r * users + i:04d}" for i in range(1, users + 1)]
+            with ThreadPoolExecutor(max_workers=users) as pool:
+                futures = [pool.submit(one_user, stack, op, ap, node, channel, timings)
+                           for op, ap, node, channel in zip(operators, approvers, nodes, channels, strict=True)]
+                for future in futures:
+                    future.result()
     return timings
 
 
@@ -108,12 +110,12 @@ def table(timings: dict[str, list[float]], users: int, mode: str) -> str:
     return "\n".join(rows)
 
 
-def record(path: Path, text: str) -> None:
+def record(path: Path, text: str, users: int, rounds: int) -> None:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"\n## Chat latency ({stamp})\n\n`python benchmarks/chat_latency.py` on {platform.machine()}, "
                f"2 cores: the bot and {WORKERS} workers as processes, Redis, the Slack emulator and a lab cluster; "
-               "20 users, in pairs with a channel each, send `status`, then `cordon` of their own node, "
-               "which the other user of the pair approves.\n\n"
+               f"{users} users, in pairs with a channel each, send `status`, then `cordon` of their own node, "
+               f"which the other user of the pair approves; {rounds} such bursts, one after another.\n\n"
                f"{text}\n\n{ANALYSIS}\n")
     existing = path.read_text() if path.exists() else "# Benchmarks\n"
     marker = "\n## Chat latency"
@@ -128,15 +130,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--mode", choices=("socket", "http"), default="socket")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="bursts of all users at once, one after another (more samples, steadier p99)")
     parser.add_argument("--record", type=Path)
     args = parser.parse_args()
     started = time.monotonic()
-    timings = run(args.users, args.mode)
+    timings = run(args.users, args.mode, args.rounds)
     text = table(timings, args.users, args.mode)
     print(text)
     print(f"total {time.monotonic() - started:.1f} s")
     if args.record:
-        record(args.record, text)
+        record(args.record, text, args.users, args.rounds)
         print(f"recorded in {args.record}")
     return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from redis import Redis
@@ -19,10 +18,13 @@ from bot.audit import audit
 from bot.config import Settings
 from bot.service import Kubemaint, Message
 from bot.slack_chat import SlackChat, web_client
+from bot.threads import started_pool
 
 log = structlog.get_logger("kubemaint.app")
 DELIVERY_TTL = 3600
 WORK_THREADS = 32
+LISTENER_THREADS = 16
+SOCKET_MODE_THREADS = 16  # slack_sdk's pool that hands each envelope to bolt
 
 
 def first_delivery(redis: Redis, key: str) -> bool:
@@ -38,12 +40,14 @@ def build_app(settings: Settings, redis: Redis, kube_client: Callable) -> tuple[
     slack = settings.slack
     client = web_client(slack.bot_token.get_secret_value(), slack.base_url)
     signing_secret = slack.signing_secret.get_secret_value() if slack.signing_secret else None
-    app = App(client=client, signing_secret=signing_secret,
+    # Click and slash-command listeners ack from bolt's listener pool (5 threads by default), so a
+    # burst of clicks must not wait for a free thread there.
+    app = App(client=client, signing_secret=signing_secret, listener_executor=started_pool(LISTENER_THREADS, "bolt"),
               request_verification_enabled=slack.mode == "http", token_verification_enabled=False)
     service = Kubemaint(settings, redis, kube_client, SlackChat(client, group_ids(settings)))
     # Listeners only ack and hand over: slow work (cluster reads, Slack calls that wait out a
     # rate limit) runs here, so bolt's own threads are always free to ack within Slack's 3 s.
-    pool = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="kubemaint-work")
+    pool = started_pool(WORK_THREADS, "kubemaint-work")
 
     def work_safely(key: str, work: Callable[[], None]) -> None:
         if not first_delivery(redis, key):

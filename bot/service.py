@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +26,7 @@ from bot.jobs.model import JobSpec
 from bot.jobs.store import get_job, list_jobs
 from bot.progress import job_view, remember_message
 from bot.skew import NodeVersions, check_skew
+from bot.threads import started_pool
 from handlers import kube
 from handlers.plan import NEEDS_BUDGETS, PLANNERS, Plan
 from handlers.snapshot import ClusterSnapshot
@@ -64,7 +64,7 @@ class Kubemaint:
         self.clock = clock
         # Card redraws share Slack's chat.update budget with progress edits and may wait out a
         # 429; they run here so that a waiting redraw never delays the next approval's job.
-        self.redraws = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubemaint-redraw")
+        self.redraws = started_pool(2, "kubemaint-redraw")
 
     # -- messages --------------------------------------------------------------------------
 
