@@ -52,10 +52,11 @@ def _ack_ms(delivery: dict) -> float:
     return (delivery["acked_at"] - delivery["attempts"][0]["at"]) * 1000
 
 
-def one_user(stack: Stack, user: str, approver: str, node: str, channel: str, timings: dict[str, list[float]]) -> None:
+def one_user(stack: Stack, user: str, approver: str, node: str, channel: str, timings: dict[str, list[float]],
+             verb: str = "cordon") -> None:
     chat = stack.slack.client
     redis = Redis.from_url(stack.redis.url)
-    for text in ("status", f"cordon {node}"):
+    for text in ("status", f"{verb} {node}"):
         said = chat.say(user, channel, f"<@{BOT}> {text}")
         reply = chat.wait_for_message(lambda m, ts=said["ts"]: m.get("user") == BOT and m.get("thread_ts") == ts,
                                       channel=channel, timeout=60)
@@ -80,21 +81,26 @@ def run(users: int, mode: str, rounds: int) -> dict[str, list[float]]:
     operators = {f"U0OP{i:02d}": "operator" for i in range(users)}
     approvers = {f"U0AP{i:02d}": "approver" for i in range(users)}
     timings: dict[str, list[float]] = {name: [] for name in TARGETS}
-    # One channel per pair of users: Slack allows about one message per second per channel, so
-    # twenty people in one channel would measure Slack's rate limit, not kubemaint.
-    channels = {f"C0TEAM{i:02d}": f"team{i:02d}" for i in range(users)}
-    spare = users * rounds + 1  # every round cordons fresh nodes; the spare one is for the warm-up
-    with Stack(scenario=f"large:{spare + 1}:5", mode=mode, time_scale=0.05, workers=WORKERS,
-               extra_users={**operators, **approvers}, extra_channels=channels, slack_process=True) as stack:
+    # One channel per pair of users and round: Slack allows about one message per second per
+    # channel, so twenty people in one channel (or one pair's bursts back to back) would measure
+    # Slack's rate limit, not kubemaint.
+    channels = {f"C0TEAM{r}{i:02d}": f"team{r}-{i:02d}" for r in range(rounds) for i in range(users)}
+    # Every round works on the same nodes, so every round sees the same cluster: cordon, then
+    # uncordon, then cordon again (both need an approval here).
+    with Stack(scenario=f"large:{users + 2}:5", mode=mode, time_scale=0.05, workers=WORKERS,
+               approval_required=("cordon", "uncordon"), extra_users={**operators, **approvers},
+               extra_channels=channels, slack_process=True) as stack:
+        nodes = [f"node{i:04d}" for i in range(1, users + 1)]
         # One pass first, not measured: steady-state latency, not the first import or connection.
         warmup: dict[str, list[float]] = {name: [] for name in TARGETS}
-        one_user(stack, next(iter(operators)), next(iter(approvers)), f"node{spare:04d}", next(iter(channels)),
+        one_user(stack, next(iter(operators)), next(iter(approvers)), f"node{users + 1:04d}", next(iter(channels)),
                  warmup)
         for r in range(rounds):
-            nodes = [f"node{r * users + i:04d}" for i in range(1, users + 1)]
+            verb = "uncordon" if r % 2 else "cordon"
             with ThreadPoolExecutor(max_workers=users) as pool:
-                futures = [pool.submit(one_user, stack, op, ap, node, channel, timings)
-                           for op, ap, node, channel in zip(operators, approvers, nodes, channels, strict=True)]
+                in_round = list(channels)[r * users:(r + 1) * users]
+                futures = [pool.submit(one_user, stack, op, ap, node, channel, timings, verb)
+                           for op, ap, node, channel in zip(operators, approvers, nodes, in_round, strict=True)]
                 for future in futures:
                     future.result()
     return timings
@@ -115,7 +121,8 @@ def record(path: Path, text: str, users: int, rounds: int) -> None:
     section = (f"\n## Chat latency ({stamp})\n\n`python benchmarks/chat_latency.py` on {platform.machine()}, "
                f"2 cores: the bot and {WORKERS} workers as processes, Redis, the Slack emulator and a lab cluster; "
                f"{users} users, in pairs with a channel each, send `status`, then `cordon` of their own node, "
-               f"which the other user of the pair approves; {rounds} such bursts, one after another.\n\n"
+               f"which the other user of the pair approves; {rounds} such bursts one after another "
+               "(cordon, uncordon, cordon...).\n\n"
                f"{text}\n\n{ANALYSIS}\n")
     existing = path.read_text() if path.exists() else "# Benchmarks\n"
     marker = "\n## Chat latency"

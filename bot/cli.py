@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = os.environ.get("KUBEMAINT_CONFIG")
 
 
-def _settings(path: str | None) -> Settings:
+def load_or_exit(path: str | None) -> Settings:
     try:
         return load_settings(Path(path) if path else None)
     except ConfigError as error:
@@ -32,7 +33,7 @@ def _redis(settings: Settings):
     return Redis.from_url(settings.redis_url)
 
 
-def _freeze_start_up_objects() -> None:
+def freeze_start_up_objects() -> None:
     """What start-up loaded (the kube client, the Slack SDK, bolt, RQ) lives as long as the process;
     freezing it keeps it out of the garbage collector's full passes. Without this, a full pass took
     60-160 ms with the GIL held and stalled every Slack ack in the middle of a burst of commands."""
@@ -42,7 +43,7 @@ def _freeze_start_up_objects() -> None:
     gc.freeze()
 
 
-def _kube_factory(settings: Settings):
+def kube_factory(settings: Settings):
     from handlers.kube import connect
 
     lock, cache = threading.Lock(), []
@@ -59,17 +60,19 @@ def _kube_factory(settings: Settings):
 def serve(args: argparse.Namespace) -> int:
     from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
 
-    from bot.app import SOCKET_MODE_THREADS, build_app, start_background
+    from bot.app import SOCKET_MODE_THREADS, build_app
     from bot.audit import configure_logging
+    from bot.handling import Handlers
     from bot.threads import prestart
 
     configure_logging()
-    settings = _settings(args.config)
-    redis = _redis(settings)
-    app, service = build_app(settings, redis, _kube_factory(settings))
-    stop = threading.Event()
-    start_background(service, redis, settings, stop)
-    _freeze_start_up_objects()
+    settings = load_or_exit(args.config)
+    handlers = Handlers(args.config, settings.handler_processes)
+    handlers.start()
+    app = build_app(settings, handlers.submit)
+    freeze_start_up_objects()
+    # SIGTERM (docker stop, systemd) ends the bot like Ctrl-C, so the handler processes stop with it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         if settings.slack.mode == "socket":
             handler = SocketModeHandler(app, settings.slack.app_token.get_secret_value(),
@@ -79,7 +82,7 @@ def serve(args: argparse.Namespace) -> int:
         else:
             app.start(port=settings.slack.http_port, path="/slack/events")
     finally:
-        stop.set()
+        handlers.stop()
     return 0
 
 
@@ -107,14 +110,14 @@ def worker(args: argparse.Namespace) -> int:
     import handlers  # noqa: F401  (registers the actions)
     from bot.jobs.worker import run_worker
 
-    settings = _settings(args.config)
+    settings = load_or_exit(args.config)
     factory = resources_factory_for(settings)
     # Connecting here (the kube client imports a lot lazily) means the first job starts its first
     # step in milliseconds instead of half a second.
     factory()
     from rq import SimpleWorker
 
-    _freeze_start_up_objects()
+    freeze_start_up_objects()
 
     # Jobs run in the worker process itself rather than a fork per job: forking a process that
     # holds the kube client costs tens of milliseconds a job, and a crash of either is the same
@@ -131,13 +134,13 @@ def audit(args: argparse.Namespace) -> int:
         since = parse_duration(args.since)
     except ValueError as error:
         raise SystemExit(f"kubemaint audit: {error}") from error
-    settings = _settings(args.config)
+    settings = load_or_exit(args.config)
     print(format_audit(read_audit(_redis(settings), since)))
     return 0
 
 
 def check_config(args: argparse.Namespace) -> int:
-    settings = _settings(args.config)
+    settings = load_or_exit(args.config)
     print(f"configuration OK: Slack {settings.slack.mode} mode, Redis {settings.redis_url}, "
           f"{len(settings.policies)} command policies")
     return 0

@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     policies: dict[Literal[tuple(VERBS)], Policy] = Field(default_factory=dict, validate_default=True)  # type: ignore[valid-type]
     supported_latest_minor: Annotated[int, BeforeValidator(_minor_number), Field(ge=1)] = 33
     progress: ProgressSettings = ProgressSettings()
+    # Processes that plan and answer commands, apart from the one that acks Slack (bot/handling.py).
+    handler_processes: int = Field(default=2, ge=1, le=16)
 
     @field_validator("policies", mode="before")
     @classmethod

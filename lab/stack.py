@@ -179,6 +179,21 @@ class Stack:
                     os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
+    def bot_handlers(self) -> list[int]:
+        """The pids of the bot's handler processes (bot/handling.py), from /proc."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if ppid == self.bot.pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                pids.append(int(entry.name))
+        return sorted(pids)
+
     def _wait_for_bot(self) -> None:
         if self.mode == "socket":
             self._wait(lambda: self.slack.client.connections(live_only=True), 30, "the bot's Socket Mode connection")

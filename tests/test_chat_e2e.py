@@ -246,3 +246,18 @@ def test_direct_message_and_slash_command_work_like_a_mention(stack, chat):
     echo = chat.wait_for_message(lambda m: m.get("user") == BOT and "/kubemaint uncordon node01" in m.get("text", ""),
                                  channel=CHANNEL, timeout=20)
     wait_reply(chat, echo["ts"], lambda m: "succeeded" in m.get("text", ""))
+
+
+def test_killed_handler_processes_are_replaced(stack, chat):
+    """The work behind each request runs in handler processes; if they die (an OOM kill), the
+    bot starts new ones and keeps answering."""
+    if stack.mode != "socket":
+        pytest.skip("handler processes are the same in both modes")
+    killed = stack.bot_handlers()
+    assert len(killed) == 2  # handler_processes defaults to 2
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    chat.wait_for(lambda: len(set(stack.bot_handlers()) - set(killed)) == 2, timeout=30,
+                  what="two new handler processes")
+    _, status = ask(chat, ALICE, "status", timeout=30)
+    assert "controlplane" in status["text"] and "node01" in status["text"]

@@ -37,6 +37,7 @@ def test_minimal_file_gets_sensible_defaults(write) -> None:
     assert settings.supported_latest_minor == 33
     assert settings.progress.edit_interval_seconds == 3
     assert settings.progress.updates_per_minute == 45
+    assert settings.handler_processes == 2
     assert set(settings.policies) == set(VERBS)
     for verb in ("help", "status", "jobs", "job"):
         assert set(settings.policies[verb].allowed_roles) == {"viewer", "operator", "approver"}
@@ -158,6 +159,9 @@ supported_latest_minor: "1.32"
          'supported_latest_minor: must be a Kubernetes minor like 33 or "v1.33"'),
         (MINIMAL + "progress: {edit_interval_seconds: 0}\n", "progress.edit_interval_seconds: must be > 0"),
         (MINIMAL + "progress: {updates_per_minute: -1}\n", "progress.updates_per_minute: must be > 0"),
+        (MINIMAL + "handler_processes: 0\n", "handler_processes: must be >= 1"),
+        (MINIMAL + "handler_processes: 100\n", "handler_processes: must be <= 16"),
+        (MINIMAL + "handler_processes: two\n", "handler_processes: must be a whole number"),
         (MINIMAL + "roles: [U0X]\n", "roles: must be a mapping of keys"),
     ],
 )

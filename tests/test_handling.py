@@ -1,0 +1,31 @@
+"""The bot's handler processes end with the bot, however the bot ends: none is left behind
+holding the Slack token and the kubeconfig."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from lab.stack import Stack
+from lab.testing import wait_until
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_handler_processes_end_with_the_bot(ending):
+    with Stack(mode="socket", workers=0) as stack:
+        handlers = stack.bot_handlers()
+        assert len(handlers) == 2
+        os.kill(stack.bot.pid, ending)  # the bot alone, not its process group
+        stack.bot.wait(timeout=15)
+        wait_until(lambda: not any(alive(pid) for pid in handlers), timeout=15,
+                   message="the handler processes to exit")
