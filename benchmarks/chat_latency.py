@@ -30,13 +30,14 @@ BOT = "U0BOT"
 WORKERS = 2  # job workers, as a team would run for bursts of approvals
 ANALYSIS = """\
 What the figures say: everything runs on one 2-core machine (the emulator, the lab, Redis, the
-bot, the workers and the 20 simulated users), so the tails measure CPU contention as much as
-kubemaint. Acks are sent before any work (listeners only hand work to a pool), so the median
-ack is a few tens of milliseconds, but the p99 suffers while 20 commands are planned at once
-in the same process (the GIL delays the Socket Mode thread). The approve-to-step figure is
-mostly queueing: 20 approvals arrive in the same second for the workers. Approval-card
-redraws run apart from job submission because they share Slack's `chat.update` budget with
-progress edits and may wait out a 429."""
+bot, its handler processes, the workers and the simulated users), so tails vary between runs
+(over six runs: ack p99 41-58 ms,
+approve -> step p99 149-270 ms; the table is one of them). Acks come from a process that does nothing
+else (bot/handling.py): with the planning in the same process, a burst's p99 was 150-400 ms,
+mostly the GIL and full garbage-collection passes (60-160 ms each, now avoided with
+gc.freeze() after start-up). The approve-to-step tail is queueing: twenty approvals in the
+same second for two workers, about 12 ms of work each per job (RQ bookkeeping, about 25 Redis
+round trips, the cordon's two API calls)."""
 TARGETS = {"ack": 100.0, "first reply": 1000.0, "approve -> step started": 250.0}
 
 
@@ -119,7 +120,8 @@ def table(timings: dict[str, list[float]], users: int, mode: str) -> str:
 def record(path: Path, text: str, users: int, rounds: int) -> None:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (f"\n## Chat latency ({stamp})\n\n`python benchmarks/chat_latency.py` on {platform.machine()}, "
-               f"2 cores: the bot and {WORKERS} workers as processes, Redis, the Slack emulator and a lab cluster; "
+               f"2 cores: the bot (a Slack process and 2 handler processes) and {WORKERS} workers, Redis, "
+               "the Slack emulator and a lab cluster; "
                f"{users} users, in pairs with a channel each, send `status`, then `cordon` of their own node, "
                f"which the other user of the pair approves; {rounds} such bursts one after another "
                "(cordon, uncordon, cordon...).\n\n"
