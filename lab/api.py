@@ -13,8 +13,7 @@ from lab.resources import BY_NAME, Resource
 from lab.selectors import (
     parse_field_selector,
     parse_label_selector,
-    selector_is_empty,
-    selector_matches,
+    pdb_selects,
 )
 from lab.store import ALL, Store
 
@@ -241,8 +240,7 @@ class Api:
             return 201, evicted
         pdbs = [
             pdb for pdb in self.store.items("poddisruptionbudgets", target.namespace)
-            if not selector_is_empty(pdb["spec"].get("selector"))
-            and selector_matches(pdb["spec"]["selector"], pod["metadata"].get("labels"))
+            if pdb_selects(pdb["spec"].get("selector"), pod["metadata"].get("labels"))
         ]
         if len(pdbs) > 1:
             message = ("This pod has more than one PodDisruptionBudget, which the eviction "

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from lab import objects as o
 from lab.disruption import pdb_status
-from lab.selectors import selector_is_empty, selector_matches
+from lab.selectors import pdb_selects
 from lab.store import Key, Store, WatchEvent, key_of
 
 # How long a node may be NotReady before its pods are evicted (the taint-based
@@ -370,12 +370,7 @@ class Cluster:
     def pdb_pods(self, pdb: dict) -> list[dict]:
         namespace = pdb["metadata"]["namespace"]
         selector = pdb["spec"].get("selector")
-        if selector_is_empty(selector):
-            return []
-        return [
-            p for p in self.store.items("pods", namespace)
-            if selector_matches(selector, p["metadata"].get("labels"))
-        ]
+        return [p for p in self.store.items("pods", namespace) if pdb_selects(selector, p["metadata"].get("labels"))]
 
     def pdb_status(self, pdb: dict) -> dict:
         return pdb_status(pdb, self.pdb_pods(pdb), self._scale_of)

@@ -129,5 +129,8 @@ def selector_matches(selector: dict | None, labels: dict[str, str] | None) -> bo
     return True
 
 
-def selector_is_empty(selector: dict | None) -> bool:
-    return not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions"))
+def pdb_selects(selector: dict | None, labels: dict[str, str] | None) -> bool:
+    """Whether a policy/v1 PodDisruptionBudget's selector takes in a pod: no selector takes in
+    none, an empty one (`{}`) every pod of the namespace. (policy/v1beta1 read `{}` as none; since
+    policy/v1 both the eviction subresource and the disruption controller read it as all.)"""
+    return selector is not None and selector_matches(selector, labels)

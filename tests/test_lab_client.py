@@ -317,6 +317,39 @@ def test_a_pod_with_two_pdbs_cannot_be_evicted(workers_lab: LabProcess, workers_
     assert v1.read_namespaced_pod(name, "shop").metadata.deletion_timestamp is None
 
 
+def test_an_empty_pdb_selector_takes_in_the_whole_namespace_and_no_selector_nothing(
+        workers_lab: LabProcess, workers_api: ApiClient) -> None:
+    # policy/v1: `selector: {}` selects every pod of the namespace (eviction and status alike);
+    # a PDB without a selector selects none.
+    workers_lab.admin("POST", "objects", {"objects": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tools"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tool", "namespace": "tools"},
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "tool"}},
+                  "template": {"metadata": {"labels": {"app": "tool"}},
+                               "spec": {"containers": [{"name": "tool", "image": "tool:1.0"}]}}}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "all-of-tools",
+         "namespace": "tools"}, "spec": {"maxUnavailable": 0, "selector": {}}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "none-of-tools",
+         "namespace": "tools"}, "spec": {"maxUnavailable": 0}},
+    ]})
+    v1, policy = client.CoreV1Api(workers_api), client.PolicyV1Api(workers_api)
+    workers_lab.wait_for(lambda: len(_running(v1, "tools", "app=tool")) == 2, timeout=10,
+                         message="two running tool pods")
+
+    def budget(name: str) -> tuple[int, int, int, int]:
+        status = policy.read_namespaced_pod_disruption_budget(name, "tools").status
+        return status.expected_pods, status.current_healthy, status.desired_healthy, status.disruptions_allowed
+
+    workers_lab.wait_for(lambda: budget("all-of-tools") == (2, 2, 2, 0), timeout=10,
+                         message="all-of-tools to count both pods")
+    assert budget("none-of-tools") == (0, 0, 0, 0)
+    with pytest.raises(ApiException) as caught:
+        _evict(v1, _running(v1, "tools", "app=tool")[0].metadata.name, namespace="tools")
+    assert caught.value.status == 429  # one budget (the empty selector's), not two
+    assert json.loads(caught.value.body)["details"]["causes"][0]["message"] == (
+        "The disruption budget all-of-tools needs 2 healthy pods and has 2 currently")
+
+
 def test_evicting_a_pending_pod_ignores_pdbs(workers_api: ApiClient) -> None:
     v1 = client.CoreV1Api(workers_api)
     v1.create_namespaced_pod("shop", client.V1Pod(
