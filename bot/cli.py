@@ -71,8 +71,9 @@ def serve(args: argparse.Namespace) -> int:
     handlers.start()
     app = build_app(settings, handlers.submit)
     freeze_start_up_objects()
-    # SIGTERM (docker stop, systemd) ends the bot like Ctrl-C, so the handler processes stop with it.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # SIGTERM (docker stop, systemd) and Ctrl-C end the bot quietly, and its handler processes with it.
+    for ending in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(ending, lambda signum, frame: sys.exit(0))
     try:
         if settings.slack.mode == "socket":
             handler = SocketModeHandler(app, settings.slack.app_token.get_secret_value(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -173,6 +174,9 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
     from bot.slack_chat import SlackChat, web_client
     from bot.threads import started_pool
 
+    # Ctrl-C in a terminal reaches the whole process group; the bot decides when handlers stop
+    # (it closes their pipes), so a handler finishes its requests instead of dying mid-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging()
     settings = load_or_exit(config_path)
     redis = Redis.from_url(settings.redis_url)

@@ -20,12 +20,19 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
-def test_handler_processes_end_with_the_bot(ending):
+@pytest.mark.parametrize(("ending", "group"), [(signal.SIGTERM, False), (signal.SIGKILL, False), (signal.SIGINT, True)],
+                         ids=["stopped", "killed", "ctrl-c"])
+def test_handler_processes_end_with_the_bot(ending, group):
     with Stack(mode="socket", workers=0) as stack:
         handlers = stack.bot_handlers()
         assert len(handlers) == 2
-        os.kill(stack.bot.pid, ending)  # the bot alone, not its process group
+        if group:  # Ctrl-C in a terminal: the whole foreground process group
+            os.killpg(stack.bot.pid, ending)
+        else:  # the bot alone
+            os.kill(stack.bot.pid, ending)
         stack.bot.wait(timeout=15)
+        if ending != signal.SIGKILL:  # a clean stop: exit status 0 and no traceback in the log
+            assert stack.bot.returncode == 0
+            assert "Traceback" not in (stack.workdir / "bot.log").read_text()
         wait_until(lambda: not any(alive(pid) for pid in handlers), timeout=15,
                    message="the handler processes to exit")
