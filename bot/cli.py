@@ -37,8 +37,6 @@ def freeze_start_up_objects() -> None:
     """What start-up loaded (the kube client, the Slack SDK, bolt, RQ) lives as long as the process;
     freezing it keeps it out of the garbage collector's full passes. Without this, a full pass took
     60-160 ms with the GIL held and stalled every Slack ack in the middle of a burst of commands."""
-    from kubernetes.client import AppsV1Api, CoreV1Api, PolicyV1Api  # noqa: F401  (imported lazily otherwise)
-
     gc.collect()
     gc.freeze()
 

@@ -187,6 +187,8 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
     if index == 0:
         start_background(service, redis, settings, stop)
     pool = started_pool(threads, f"handler{index}")
+    from kubernetes.client import AppsV1Api, CoreV1Api, PolicyV1Api  # noqa: F401  (loaded lazily otherwise)
+
     freeze_start_up_objects()
 
     def work_safely(request: Request) -> None:
