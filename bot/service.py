@@ -28,7 +28,7 @@ from bot.progress import job_view, remember_message
 from bot.skew import NodeVersions, check_skew
 from bot.threads import started_pool
 from handlers import kube
-from handlers.plan import NEEDS_BUDGETS, PLANNERS, Plan
+from handlers.plan import NEEDS_BUDGETS, NODE_PODS_ONLY, PLANNERS, Plan
 from handlers.snapshot import ClusterSnapshot
 
 log = structlog.get_logger("kubemaint.service")
@@ -126,7 +126,8 @@ class Kubemaint:
         return status_report(snapshot, self.settings.supported_latest_minor)
 
     def _plan_and_submit(self, msg: Message, command: Command) -> None:
-        snapshot = kube.read_snapshot(self.kube_client(), budgets=command.verb in NEEDS_BUDGETS)
+        snapshot = kube.read_snapshot(self.kube_client(), budgets=command.verb in NEEDS_BUDGETS,
+                                      node=command.node if command.verb in NODE_PODS_ONLY else None)
         plan = PLANNERS[command.verb](snapshot, command)
         if plan.refusal:
             audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal)

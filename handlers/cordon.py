@@ -9,7 +9,7 @@ from handlers.plan import Plan, group_pods, planner, unknown_node
 from handlers.snapshot import ClusterSnapshot
 
 
-@planner("cordon")
+@planner("cordon", node_pods_only=True)
 def plan_cordon(snapshot: ClusterSnapshot, command) -> Plan:
     node = snapshot.nodes.get(command.node)
     if node is None:
@@ -33,7 +33,7 @@ def plan_cordon(snapshot: ClusterSnapshot, command) -> Plan:
     )
 
 
-@planner("uncordon")
+@planner("uncordon", node_pods_only=True)
 def plan_uncordon(snapshot: ClusterSnapshot, command) -> Plan:
     node = snapshot.nodes.get(command.node)
     if node is None:

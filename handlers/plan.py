@@ -30,16 +30,21 @@ class Plan:
 Planner = Callable[[ClusterSnapshot, object], Plan]
 PLANNERS: dict[str, Planner] = {}
 NEEDS_BUDGETS: set[str] = set()  # verbs whose planner reads PDBs and DaemonSets
+NODE_PODS_ONLY: set[str] = set()  # verbs whose planner looks only at the pods of the command's node
 
 
-def planner(verb: str, *, budgets: bool = False) -> Callable[[Planner], Planner]:
+def planner(verb: str, *, budgets: bool = False, node_pods_only: bool = False) -> Callable[[Planner], Planner]:
     """Register `fn` as the planner of `verb`: one decorator, so operations are easy to find.
-    `budgets`: the planner needs PodDisruptionBudgets and DaemonSets in its snapshot."""
+    `budgets`: the planner needs PodDisruptionBudgets and DaemonSets in its snapshot.
+    `node_pods_only`: its snapshot may hold only the pods of the command's node (a cluster of
+    thousands of pods is then not read to cordon one node)."""
 
     def register(fn: Planner) -> Planner:
         PLANNERS[verb] = fn
         if budgets:
             NEEDS_BUDGETS.add(verb)
+        if node_pods_only:
+            NODE_PODS_ONLY.add(verb)
         return fn
 
     return register

@@ -57,3 +57,25 @@ def test_snapshot_reads_component_versions_from_static_pods():
     versions = snapshot_of("seeds-os-upgrade").component_versions()
     assert versions["kube-apiserver"] == [("controlplane", "v1.19.0")]
     assert versions["etcd"] == [("controlplane", "3.4.13-0")]
+
+
+def test_cordon_reads_only_the_pods_of_its_node_and_plans_the_same(workers_lab):
+    """Planning a cordon lists the node's pods (a field selector), not the whole cluster's, and
+    the plan is the one the full snapshot gives."""
+    from bot.grammar import parse
+    from handlers import kube
+
+    client = kube.connect(workers_lab.kubeconfig)
+    try:
+        full = kube.read_snapshot(client, budgets=False)
+        scoped = kube.read_snapshot(client, budgets=False, node="node02")
+    finally:
+        client.close()
+    assert scoped.nodes == full.nodes
+    assert {p.node for p in scoped.pods} == {"node02"}
+    assert sorted(p.name for p in scoped.pods) == sorted(p.name for p in full.pods_on("node02"))
+    assert len(full.pods) > len(scoped.pods)
+    for verb in ("cordon", "uncordon"):
+        command = parse(f"{verb} node02")
+        planner = plan_cordon if verb == "cordon" else plan_uncordon
+        assert planner(scoped, command) == planner(full, command)
