@@ -30,14 +30,14 @@ BOT = "U0BOT"
 WORKERS = 2  # job workers, as a team would run for bursts of approvals
 ANALYSIS = """\
 What the figures say: everything runs on one 2-core machine (the emulator, the lab, Redis, the
-bot, its handler processes, the workers and the simulated users), so tails vary between runs
-(over six runs: ack p99 41-58 ms,
-approve -> step p99 149-270 ms; the table is one of them). Acks come from a process that does nothing
-else (bot/handling.py): with the planning in the same process, a burst's p99 was 150-400 ms,
-mostly the GIL and full garbage-collection passes (60-160 ms each, now avoided with
-gc.freeze() after start-up). The approve-to-step tail is queueing: twenty approvals in the
-same second for two workers, about 12 ms of work each per job (RQ bookkeeping, about 25 Redis
-round trips, the cordon's two API calls)."""
+bot, its handler processes, the workers and the simulated users), so tails vary between runs:
+over five runs, ack p99 40-61 ms and approve -> step p99 141-300 ms (one run of five over the
+target); the table is one of them. Acks come from a process that does nothing else
+(bot/handling.py): with the planning in the same process, a burst's ack p99 was 150-400 ms,
+mostly the GIL and full garbage-collection passes (60-160 ms each, now avoided with gc.freeze()
+after start-up). The approve-to-step tail is queueing: twenty approvals in the same second for
+two workers, 12-17 ms of work each per job (RQ and job bookkeeping, about 35 Redis round trips,
+and the cordon's two API calls)."""
 TARGETS = {"ack": 100.0, "first reply": 1000.0, "approve -> step started": 250.0}
 
 
