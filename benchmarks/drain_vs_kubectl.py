@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lab.testing import LabProcess, stop_process_group  # noqa: E402
+from lab.testing import LabProcess, cpu_model, cpu_seconds, stop_process_group  # noqa: E402
 
 NODE = "node01"
 PODS = 200  # evictable pods on NODE
@@ -220,17 +220,6 @@ def wait_drained(lab: LabProcess, pods: int, timeout: float = 10.0) -> str:
         if not why or time.monotonic() > deadline:
             return why
         time.sleep(0.1)
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process (Linux /proc), 0 when unavailable."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 # -- request accounting -------------------------------------------------------------------------------
@@ -525,13 +514,7 @@ def kubectl_version() -> str:
 
 
 def machine() -> str:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPU cores ({model or platform.machine()}), {platform.system()} {platform.release()}, "
+    return (f"{os.cpu_count()} CPU cores ({cpu_model()}), {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, kubectl {kubectl_version()}")
 
 

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lab.testing import LabProcess  # noqa: E402
+from lab.testing import LabProcess, cpu_model, cpu_seconds  # noqa: E402
 
 CLIENT_COUNTS = (1, 16)
 PAGE = 500
@@ -92,15 +92,6 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = min(len(ordered), max(1, math.ceil(fraction * len(ordered))))
     return ordered[rank - 1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), 0 when unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
@@ -449,19 +440,13 @@ def markdown_table(results: list[Result]) -> str:
 
 
 def machine() -> str:
-    model = ""
-    with contextlib.suppress(OSError):
-        for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                model = text.split(":", 1)[1].strip()
-                break
     kubectl = ""
     if shutil.which("kubectl"):
         with contextlib.suppress(subprocess.SubprocessError, OSError, ValueError, KeyError):
             out = subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True,
                                  text=True, timeout=20).stdout
             kubectl = ", kubectl " + orjson.loads(out)["clientVersion"]["gitVersion"]
-    return (f"{os.cpu_count()} CPU cores ({model or platform.machine()}), {platform.system()} "
+    return (f"{os.cpu_count()} CPU cores ({cpu_model()}), {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}, aiohttp {aiohttp.__version__}"
             f"{kubectl}")
 

@@ -24,7 +24,7 @@ from lab.redis_server import RedisServer, free_port
 from lab.slack.client import SlackLabClient
 from lab.slack.emulator import EmulatorThread
 from lab.slack.workspace import DEFAULT_CHANNELS, DEFAULT_USERS
-from lab.testing import LabError, LabProcess, stop_process_group
+from lab.testing import LabError, LabProcess, child_pids, stop_process_group
 
 CHANNEL = "C0OPS"
 USERS = {"operator": "U0ALICE", "approver": "U0BOB", "approver2": "U0CAROL", "viewer": "U0VIC"}
@@ -180,19 +180,16 @@ class Stack:
         proc.wait(timeout=10)
 
     def bot_handlers(self) -> list[int]:
-        """The pids of the bot's handler processes (bot/handling.py), from /proc."""
+        """The pids of the bot's handler processes (bot/handling.py)."""
         pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        for pid in child_pids(self.bot.pid):
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmdline = (entry / "cmdline").read_bytes()
-            except (OSError, IndexError, ValueError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
                 continue  # gone meanwhile
-            if ppid == self.bot.pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-                pids.append(int(entry.name))
-        return sorted(pids)
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                pids.append(pid)
+        return pids
 
     def _wait_for_bot(self) -> None:
         if self.mode == "socket":

@@ -19,7 +19,7 @@ import pytest
 from redis import Redis
 
 from bot.jobs.store import JobRecord, get_job
-from lab.testing import LabError, wait_until
+from lab.testing import LabError, child_pids, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -61,21 +61,6 @@ def wait_for_step(r: Redis, job_id: str, step: str, state: str, timeout: float =
 def calls(r: Redis) -> list[str]:
     """What the test actions recorded, in order."""
     return [c.decode() for c in r.lrange("test:calls", 0, -1)]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces: the fields after it start at the last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 class WorkerProcess:
@@ -120,7 +105,7 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.process.poll() is not None:
             return
-        horses = _children(self.pid)
+        horses = child_pids(self.pid)
         for pid in [self.pid, *horses]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
