@@ -23,6 +23,7 @@ import time
 
 import structlog
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 from rq import Queue
 
@@ -131,13 +132,22 @@ def release_dead_run(redis: Redis, job_id: str, worker_name: str, pid: int) -> b
     return True
 
 
+def _watch_unowned(pipe: Pipeline, redis: Redis, job_id: str, state: JobState) -> JobRecord | None:
+    """WATCH the job and its runner key; the job if it is in `state` with no live run, else None
+    (and the WATCH dropped)."""
+    pipe.watch(job_key(job_id), runner_key(job_id))
+    record = get_job(redis, job_id)
+    if record is None or record.state != state or pipe.exists(runner_key(job_id)):
+        pipe.reset()
+        return None
+    return record
+
+
 def _recover(redis: Redis, job_id: str, worker_name: str, timings: Timings) -> str | None:
     with redis.pipeline() as pipe:
         try:
-            pipe.watch(job_key(job_id), runner_key(job_id))
-            record = get_job(redis, job_id)
-            if record is None or record.state != JobState.RUNNING or pipe.exists(runner_key(job_id)):
-                pipe.reset()
+            record = _watch_unowned(pipe, redis, job_id, JobState.RUNNING)
+            if record is None:
                 return None
             now = time.time()
             dead = f"{record.worker or 'its worker'} (pid {record.pid})"
@@ -189,10 +199,8 @@ def _halt_message(record: JobRecord, dead: str, where: str) -> str:
 def _requeue_lost(redis: Redis, job_id: str, worker_name: str) -> str | None:
     with redis.pipeline() as pipe:
         try:
-            pipe.watch(job_key(job_id), runner_key(job_id))
-            record = get_job(redis, job_id)
-            if record is None or record.state != JobState.QUEUED or pipe.exists(runner_key(job_id)):
-                pipe.reset()
+            record = _watch_unowned(pipe, redis, job_id, JobState.QUEUED)
+            if record is None:
                 return None
             queue_name = record.queue or QUEUE_NAME
             if pipe.lpos(Queue(queue_name, connection=redis).key, job_id) is not None:
