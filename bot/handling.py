@@ -107,8 +107,16 @@ class Handlers:
         self._supervisor = threading.Thread(target=self._supervise, name="handler-supervisor", daemon=True)
 
     def start(self) -> None:
-        for index in range(len(self._slots)):
-            self._spawn(index)
+        # Ctrl-C reaches the whole process group, but the bot decides when handlers stop. A child
+        # started while SIGINT is ignored ignores it from its first instruction, before it could
+        # die mid-import; only the main thread (where start() runs) may change the disposition.
+        # A handler started again later ignores SIGINT once run_handler begins.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for index in range(len(self._slots)):
+                self._spawn(index)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self._supervisor.start()
 
     def submit(self, request: Request) -> None:
@@ -176,7 +184,7 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
 
     # Ctrl-C in a terminal reaches the whole process group; the bot decides when handlers stop
     # (it closes their pipes), so a handler finishes its requests instead of dying mid-way.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so for the first handlers (see start())
     configure_logging()
     settings = load_or_exit(config_path)
     redis = Redis.from_url(settings.redis_url)
