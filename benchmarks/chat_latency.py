@@ -23,7 +23,7 @@ from redis import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.jobs.store import get_job
+from bot.engine.store import get_job
 from lab.stack import Stack
 
 BOT = "U0BOT"
@@ -33,7 +33,7 @@ What the figures say: everything runs on one 2-core machine (the emulator, the l
 bot, its handler processes, the workers and the simulated users), so tails vary between runs:
 over five runs, ack p99 40-61 ms and approve -> step p99 141-300 ms (one run of five over the
 target); the table is one of them. Acks come from a process that does nothing else
-(bot/handling.py): with the planning in the same process, a burst's ack p99 was 150-400 ms,
+(bot/chat/handling.py): with the planning in the same process, a burst's ack p99 was 150-400 ms,
 mostly the GIL and full garbage-collection passes (60-160 ms each, now avoided with gc.freeze()
 after start-up). The approve-to-step tail is queueing: twenty approvals in the same second for
 two workers, 12-17 ms of work each per job (RQ and job bookkeeping, about 35 Redis round trips,

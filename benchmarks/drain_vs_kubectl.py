@@ -9,7 +9,7 @@ for 440 pods. No PodDisruptionBudgets. The labs run at time scale 1.0, so grace 
   `--cache-dir`, timed from launch to exit (its discovery included);
 - kubemaint: the drain planned as the bot plans it before approval (`read_snapshot` +
   `plan_drain` of `drain node01 --force --delete-emptydir-data`), then submitted to a private
-  Redis with `bot.jobs.queue.submit`, to one job worker (`python -m bot.jobs`, in-process jobs
+  Redis with `bot.engine.queue.submit`, to one job worker (`python -m bot.engine`, in-process jobs
   as `kubemaint worker` runs them) started and warmed up beforehand; timed from submission until
   the job has succeeded. This is the drain as an operator sees it after approving; the chat
   layer (Slack round trips, approval card) is not part of it.
@@ -98,8 +98,8 @@ def resources():
     HTTPS connections opened during the job run (stored in Redis when the run closes them)."""
     from redis import Redis
 
-    from bot.jobs.actions import Resources
-    from handlers.kube import connect
+    from bot.cluster.kube import connect
+    from bot.engine.actions import Resources
 
     _count_new_connections()
 
@@ -298,7 +298,7 @@ def run_kubectl(lab: LabProcess, workdir: Path) -> Run:
 
 
 class Worker:
-    """`python -m bot.jobs` for one lab: handlers' actions, in-process jobs, this module's resources."""
+    """`python -m bot.engine` for one lab: handlers' actions, in-process jobs, this module's resources."""
 
     def __init__(self, lab: LabProcess, redis_url: str, workdir: Path, name: str) -> None:
         self.log = workdir / f"{name}.log"
@@ -306,7 +306,7 @@ class Worker:
                "PYTHONPATH": str(ROOT)}
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot.jobs", "--redis-url", redis_url, "--name", name, "--import", "handlers",
+                [sys.executable, "-m", "bot.engine", "--redis-url", redis_url, "--name", name, "--import", "handlers",
                  "--resources-factory", "benchmarks.drain_vs_kubectl:resources", "--worker-class", "simple",
                  "--log-level", "WARNING"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -320,13 +320,14 @@ class Worker:
         stop_process_group(self.proc)
 
 
-def submit_and_wait(redis, plan, text: str, worker: Worker, timeout: float) -> tuple[float, float, object]:
+def submit_and_wait(redis, verb: str, plan, text: str, worker: Worker, timeout: float
+                    ) -> tuple[float, float, object]:
     """Submit the planned job; returns (submitted at, finished at, final record), both in time.time()."""
-    from bot.jobs import queue
-    from bot.jobs.model import JobSpec
-    from bot.jobs.store import get_job
+    from bot.engine import queue
+    from bot.engine.model import JobSpec
+    from bot.engine.store import get_job
 
-    spec = JobSpec.create(plan.verb, text, "U0BENCH", plan.steps, approvers=["U0APPROVER"], channel="C0BENCH",
+    spec = JobSpec.create(verb, text, "U0BENCH", plan.steps, approvers=["U0APPROVER"], channel="C0BENCH",
                           locks=plan.locks)
     submitted = time.time()
     queue.submit(redis, spec)
@@ -345,8 +346,9 @@ def submit_and_wait(redis, plan, text: str, worker: Worker, timeout: float) -> t
 def run_kubemaint(lab: LabProcess, redis_url: str, workdir: Path, name: str) -> Run:
     from redis import Redis
 
-    from bot.grammar import parse
-    from handlers import kube
+    from bot.chat.grammar import parse
+    from bot.cluster import kube
+    from bot.contract.reports import ending_text
     from handlers.cordon import plan_uncordon
     from handlers.drain import plan_drain
 
@@ -357,16 +359,16 @@ def run_kubemaint(lab: LabProcess, redis_url: str, workdir: Path, name: str) -> 
     try:
         # Warm-up, not measured: a no-op job (the node is already schedulable) so that the worker
         # has imported everything and is waiting on the queue, as a long-running worker is.
-        warm = plan_uncordon(kube.read_snapshot(client), parse(f"uncordon {other_workers()[0]}"))
-        _, _, record = submit_and_wait(redis, warm, "uncordon (warm-up)", worker, 30)
+        warm = plan_uncordon(kube.read_snapshot(client), parse(f"uncordon {other_workers()[0]}").options)
+        _, _, record = submit_and_wait(redis, "uncordon", warm, "uncordon (warm-up)", worker, 30)
         if str(record.state) != "succeeded":
-            raise BenchError(f"warm-up job {record.state}: {record.message}\n{worker.tail()}")
+            raise BenchError(f"warm-up job {record.state}: {ending_text(record)}\n{worker.tail()}")
 
         # The plan the approver sees: read before approval, so outside the measured interval.
         lab.admin("POST", "counters/reset")
         planning = time.monotonic()
         command = parse(DRAIN_COMMAND)
-        plan = plan_drain(kube.read_snapshot(client), command)
+        plan = plan_drain(kube.read_snapshot(client), command.options)
         planning = time.monotonic() - planning
         plan_requests = lab.counters()["total"]
         if plan.refusal or not plan.steps:
@@ -377,7 +379,7 @@ def run_kubemaint(lab: LabProcess, redis_url: str, workdir: Path, name: str) -> 
         lab.admin("POST", "counters/reset")
         cpu = cpu_seconds(lab.process.pid if lab.process else None)
         worker_cpu = cpu_seconds(worker.proc.pid)
-        submitted, finished, record = submit_and_wait(redis, plan, command.text, worker, DRAIN_TIMEOUT)
+        submitted, finished, record = submit_and_wait(redis, "drain", plan, command.text, worker, DRAIN_TIMEOUT)
         lab_cpu = cpu_seconds(lab.process.pid if lab.process else None) - cpu
         run = Run("kubemaint", finished - submitted, lab_cpu=lab_cpu, plan_requests=plan_requests)
         worker_cpu = cpu_seconds(worker.proc.pid) - worker_cpu
@@ -393,7 +395,7 @@ def run_kubemaint(lab: LabProcess, redis_url: str, workdir: Path, name: str) -> 
                     f"HTTPS connections opened by the worker: {run.connections}; "
                     f"plan before approval (not counted): {plan_requests} requests, {planning:.2f} s")
         if str(record.state) != "succeeded":
-            run.error = f"job {record.id} {record.state}: {record.message}\n{worker.tail()}"
+            run.error = f"job {record.id} {record.state}: {ending_text(record)}\n{worker.tail()}"
         return run
     finally:
         client.close()
@@ -559,7 +561,7 @@ def explanation(results: list[Result], pods: int) -> str:
         lines.append(
             f"- **A cost in kubemaint's figures.** Its worker opened a new HTTPS connection for nearly every "
             f"eviction ({connections}; counted in the benchmark's resources factory). `evict_one` in "
-            f"`handlers/drain_run.py` asks for the eviction with `_preload_content=False` and never reads or "
+            f"`handlers/drain/run.py` asks for the eviction with `_preload_content=False` and never reads or "
             f"releases the response, so urllib3 never returns the connection to its pool: every eviction "
             f"pays a TCP connect and a TLS handshake on both ends (see the lab CPU row). Reading and "
             f"releasing the response keeps 16 connections alive; in an experiment on 2026-11-22 (patched "
@@ -614,14 +616,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.pods <= OTHER_WORKERS * OTHER_CAPACITY - 20:
         print(f"--pods must be between 1 and {OTHER_WORKERS * OTHER_CAPACITY - 20}", file=sys.stderr)
         return 2
-    from bot.audit import configure_logging
+    from bot.engine.audit import configure_logging
     from lab.redis_server import RedisServer
 
     configure_logging("WARNING")  # queue.submit's audit lines would interleave with the progress lines
     for name in [k for k in os.environ if k.lower() in ("http_proxy", "https_proxy", "all_proxy")]:
         del os.environ[name]  # this process's own requests to the labs go straight to 127.0.0.1 too
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1"
-    os.chdir(ROOT)  # `python -m lab` and `python -m bot.jobs` must resolve to this checkout
+    os.chdir(ROOT)  # `python -m lab` and `python -m bot.engine` must resolve to this checkout
     started = time.monotonic()
     print(f"drain vs kubectl: {args.pods} pods on {NODE}, {os.cpu_count()} cores", flush=True)
     results = []

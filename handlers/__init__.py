@@ -1,6 +1,4 @@
-"""One module per operation: how to plan it (pure) and the actions its steps run.
-
-Importing this package registers every operation's planner and actions.
+"""The operations, one module (or package) each. Each declares a module-level `Operation`
+(bot/contract/operation.py); the bot finds them all by walking this package, so adding an
+operation touches no other file. `resources.py` declares the resources operations name.
 """
-
-from handlers import cordon, drain, drain_run  # noqa: F401

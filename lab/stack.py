@@ -75,6 +75,7 @@ class Stack:
     policy_overrides: dict = field(default_factory=dict)
     extra_users: dict[str, str] = field(default_factory=dict)  # user id -> role, added to the workspace
     extra_channels: dict[str, str] = field(default_factory=dict)  # channel id -> name
+    operation_modules: tuple[str, ...] = ()  # more operations for the bot and the workers (config key)
     # Run the Slack emulator in a process of its own (benchmarks: so the test clients' load
     # does not delay the emulator's own clock readings).
     slack_process: bool = False
@@ -138,6 +139,7 @@ class Stack:
                 "approvers": [USERS["approver"], USERS["approver2"], *self._extra("approver")],
             },
             "policies": policies,
+            "operation_modules": list(self.operation_modules),
             # The demo's edits come fast so a person sees steps tick; Slack's budget still applies.
             "progress": {"edit_interval_seconds": 1, "updates_per_minute": 45},
         }
@@ -180,7 +182,7 @@ class Stack:
         proc.wait(timeout=10)
 
     def bot_handlers(self) -> list[int]:
-        """The pids of the bot's handler processes (bot/handling.py)."""
+        """The pids of the bot's handler processes (bot/chat/handling.py)."""
         pids = []
         for pid in child_pids(self.bot.pid):
             try:

@@ -11,7 +11,7 @@ import time
 
 from redis import Redis
 
-from bot.jobs.actions import Resources, StepContext, action
+from bot.engine.actions import Resources, StepContext, action
 
 CALLS = "test:calls"
 
@@ -77,3 +77,16 @@ def units(ctx: StepContext, count: int, pause_at: int, key: str) -> str:
         ctx.checkpoint_data["next"] = i + 1
         ctx.progress(f"{i + 1}/{count} units")
     return f"{count} units done (this run started at unit {first})"
+
+
+@action("test.share")
+def share(ctx: StepContext, key: str, value: str) -> str:
+    ctx.job_data[key] = value
+    return f"shared {key}={value}"
+
+
+@action("test.read_shared")
+def read_shared(ctx: StepContext, key: str) -> str:
+    value = ctx.job_data.get(key)
+    _redis(ctx).rpush(CALLS, f"read:{value}")
+    return f"{key} is {value}"

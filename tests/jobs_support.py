@@ -18,7 +18,7 @@ from typing import TypeVar
 import pytest
 from redis import Redis
 
-from bot.jobs.store import JobRecord, get_job
+from bot.engine.store import JobRecord, get_job
 from lab.testing import LabError, child_pids, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def calls(r: Redis) -> list[str]:
 
 
 class WorkerProcess:
-    """`python -m bot.jobs` with the test actions and a resources factory that gives actions a Redis client."""
+    """`python -m bot.engine` with the test actions and a resources factory that gives actions a Redis client."""
 
     def __init__(self, redis_url: str, name: str, log_path: Path, extra_args: list[str]) -> None:
         self.name = name
@@ -72,7 +72,7 @@ class WorkerProcess:
         env = {**os.environ, "KUBEMAINT_TEST_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bot.jobs", "--redis-url", redis_url, "--name", name,
+                [sys.executable, "-m", "bot.engine", "--redis-url", redis_url, "--name", name,
                  "--import", "tests.jobs_actions", "--resources-factory", "tests.jobs_actions:make_resources",
                  *extra_args],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from handlers.snapshot import ClusterSnapshot, snapshot_from_api
+from bot.cluster.snapshot import ClusterSnapshot, snapshot_from_api
 from lab.server import Lab
 
 

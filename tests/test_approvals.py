@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.approvals import ApprovalRequest, decide, new_approval_id, outcome
+from bot.chat.approvals import ApprovalRequest, decide, outcome
+from bot.domain.ids import new_approval_id
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 APPROVER = frozenset({"approver"})

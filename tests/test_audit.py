@@ -8,7 +8,8 @@ import time
 import pytest
 from redis import Redis
 
-from bot.audit import AUDIT_STREAM, DurationError, audit, configure_logging, format_audit, parse_duration, read_audit
+from bot.domain.durations import DurationError, parse_duration
+from bot.engine.audit import AUDIT_STREAM, audit, configure_logging, format_audit, read_audit
 
 pytest_plugins = ["tests.redis_fixtures"]
 

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from redis import Redis
 
-from bot.jobs.store import get_job, list_jobs
+from bot.engine.store import get_job, list_jobs
 from lab.stack import CHANNEL, Stack
 
 ALICE, BOB, CAROL, VICTOR = "U0ALICE", "U0BOB", "U0CAROL", "U0VIC"

@@ -3,12 +3,13 @@ the trail."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 from redis import Redis
 
-from bot.audit import audit
+from bot.engine.audit import audit
 
 pytest_plugins = ["tests.redis_fixtures"]
 
@@ -23,19 +24,22 @@ def test_invalid_config_stops_start_up_naming_the_key(tmp_path):
     config.write_text("slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\n"
                       "policies:\n  cordon:\n    approvals_needed: 0\n")
     for command in ("serve", "worker", "check-config"):
-        result = kubemaint("--config", str(config), command)
-        assert result.returncode != 0
-        assert "policies.cordon.approvals_needed" in result.stderr
-        assert "Traceback" not in result.stderr
+        for args in (("--config", str(config), command), (command, "--config", str(config))):
+            result = kubemaint(*args)
+            assert result.returncode != 0
+            assert "policies.cordon.approvals_needed" in result.stderr
+            assert "Traceback" not in result.stderr
+            assert result.stderr.count("invalid configuration") == 1, result.stderr
 
 
 def test_check_config_accepts_a_good_file(tmp_path):
     config = tmp_path / "kubemaint.yaml"
     config.write_text("slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nroles:\n  operators: [U0ALICE]\n"
                       "  approvers: [U0BOB]\n")
-    result = kubemaint("--config", str(config), "check-config")
-    assert result.returncode == 0, result.stderr
-    assert "configuration OK" in result.stdout
+    for args in (("--config", str(config), "check-config"), ("check-config", "--config", str(config))):
+        result = kubemaint(*args)
+        assert result.returncode == 0, result.stderr
+        assert "configuration OK" in result.stdout
 
 
 def test_audit_prints_recent_entries(tmp_path, redis_server):
@@ -51,11 +55,29 @@ def test_audit_prints_recent_entries(tmp_path, redis_server):
     assert bad.returncode != 0 and "yesterday" in bad.stderr
 
 
+def test_audit_needs_only_redis(tmp_path, redis_server):
+    """No Slack tokens, no cluster: the audit trail is read from Redis alone."""
+    audit(Redis.from_url(redis_server.url), "request", user="U0ALICE", command="drain node01")
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text(f"redis_url: {redis_server.url}\n")
+    result = kubemaint("audit", "--config", str(config), "--since", "1h")
+    assert result.returncode == 0, result.stderr
+    assert "drain node01" in result.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEMAINT_")}
+    from_env = kubemaint("audit", env={**env, "KUBEMAINT_REDIS_URL": redis_server.url})
+    assert from_env.returncode == 0 and "drain node01" in from_env.stdout
+    flag = kubemaint("audit", "--redis-url", redis_server.url, env=env)
+    assert flag.returncode == 0 and "drain node01" in flag.stdout
+    config.write_text("redis_url: localhost:6379\n")
+    bad = kubemaint("audit", "--config", str(config))
+    assert bad.returncode != 0 and "redis_url: must start with redis://" in bad.stderr
+
+
 def test_worker_lends_one_set_of_clients_to_every_job(tmp_path):
     """Jobs run inside the worker, so each job reuses the worker's kube and Redis clients instead of
     re-reading the kubeconfig and opening a new TLS connection; ending a job must not close them."""
-    from bot.cli import resources_factory_for
-    from bot.config import load_settings
+    from bot.chat.config import load_settings
+    from bot.chat.startup import process_resources
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
@@ -65,7 +87,8 @@ def test_worker_lends_one_set_of_clients_to_every_job(tmp_path):
     config = tmp_path / "kubemaint.yaml"
     config.write_text(f"slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nroles:\n  operators: [U0ALICE]\n"
                       f"  approvers: [U0BOB]\nkubeconfig: {kubeconfig}\n")
-    factory = resources_factory_for(load_settings(config))
+    resources = process_resources(load_settings(config))
+    factory = lambda: resources  # noqa: E731  (what `kubemaint worker` hands the runner)
     first = factory()
     closed = []
     first["kube"].close = lambda: closed.append("kube")

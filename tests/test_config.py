@@ -1,5 +1,5 @@
 """Settings from YAML + KUBEMAINT_* env, the errors a mistyped config gets, and the roles and
-policies authorization builds on (bot/authz.py)."""
+policies authorization builds on (bot/chat/authz.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.authz import NotAllowed, check, roles_of
-from bot.config import ConfigError, RoleSettings, Settings, load_settings
-from bot.grammar import VERBS, parse
+from bot.chat.authz import NotAllowed, check, roles_of
+from bot.chat.config import ConfigError, RoleSettings, Settings, load_settings
+from bot.chat.grammar import parse
+from bot.contract.registry import operations
 
 MINIMAL = "slack:\n  bot_token: xoxb-file\n  app_token: xapp-file\n"
 # drain needs an approval by default, so a usable config names at least one approver.
@@ -38,7 +39,7 @@ def test_minimal_file_gets_sensible_defaults(write) -> None:
     assert settings.progress.edit_interval_seconds == 3
     assert settings.progress.updates_per_minute == 45
     assert settings.handler_processes == 2
-    assert set(settings.policies) == set(VERBS)
+    assert set(settings.policies) == set(operations())
     for verb in ("help", "status", "jobs", "job"):
         assert set(settings.policies[verb].allowed_roles) == {"viewer", "operator", "approver"}
     for verb in ("cordon", "uncordon", "cancel", "drain"):
@@ -177,8 +178,8 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
-        "policies.drian: unknown command; policies exist for help, status, cordon, uncordon, drain, jobs, job, "
-        "cancel, resume"
+        "policies.drian: unknown command; policies exist for cancel, cordon, drain, help, job, jobs, resume, status, "
+        "uncordon"
     ]
 
 
@@ -236,7 +237,7 @@ def test_empty_file_means_env_only(write) -> None:
     assert settings.slack.bot_token.get_secret_value() == "xoxb-1"
 
 
-# --- authorization (bot/authz.py) ---------------------------------------------------------------
+# --- authorization (bot/chat/authz.py) ---------------------------------------------------------------
 
 ROLES = RoleSettings(viewers=("U0VIEW", "S0READERS"), operators=("U0OPS",), approvers=("U0APP", "U0OPS"))
 
@@ -303,3 +304,36 @@ def test_verbs_without_a_policy_fail_safe(settings: Settings) -> None:
     policy = settings.policy("reboot")
     assert policy.allowed_roles == ("operator",)
     assert policy.approval_required
+
+
+def test_your_own_operations_join_the_built_in_ones_with_their_policies(write) -> None:
+    text = (MINIMAL + "roles: {approvers: [U0A, U0B]}\noperation_modules: [tests.toy_operation]\n"
+            "policies: {stamp: {approvals_needed: 2}}\n")
+    settings = load_settings(write(text), env={})
+    assert "stamp" in settings.operations and "drain" in settings.operations
+    stamp = settings.policies["stamp"]
+    assert (stamp.allowed_roles, stamp.approval_required, stamp.approvals_needed) == (("operator",), True, 2)
+    with pytest.raises(ConfigError) as caught:  # without the module, `stamp` is no command
+        load_settings(write(MINIMAL + APPROVER + "policies: {stamp: {approvals_needed: 2}}\n"), env={})
+    assert caught.value.problems[0].startswith("policies.stamp: unknown command; policies exist for cancel,")
+
+
+@pytest.mark.parametrize(("modules", "problem"), [
+    ("[nosuch.operations]", "operation_modules[0]: cannot import nosuch.operations: ModuleNotFoundError: "
+                            "No module named 'nosuch'"),
+    ("[tests.toy_operation, 'os; rm']", "operation_modules[1]: \"os; rm\" is not a Python module name"),
+    ("tests.toy_operation", "operation_modules: must be a list"),
+])
+def test_operation_modules_that_cannot_load_are_named(write, modules: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER + f"operation_modules: {modules}\n"), env={})
+    assert caught.value.problems == [problem]
+
+
+def test_supported_minors_default_and_bounds(write) -> None:
+    settings = load_settings(write(MINIMAL + APPROVER), env={})
+    assert (settings.supported_latest_minor, settings.supported_minor_count) == (33, 3)
+    assert load_settings(write(MINIMAL + APPROVER + "supported_minor_count: 4\n"), env={}).supported_minor_count == 4
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER + "supported_minor_count: 0\n"), env={})
+    assert caught.value.problems == ["supported_minor_count: must be >= 1"]

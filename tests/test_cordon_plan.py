@@ -62,8 +62,8 @@ def test_snapshot_reads_component_versions_from_static_pods():
 def test_cordon_reads_only_the_pods_of_its_node_and_plans_the_same(workers_lab):
     """Planning a cordon lists the node's pods (a field selector), not the whole cluster's, and
     the plan is the one the full snapshot gives."""
-    from bot.grammar import parse
-    from handlers import kube
+    from bot.chat.grammar import parse
+    from bot.cluster import kube
 
     client = kube.connect(workers_lab.kubeconfig)
     try:
@@ -78,4 +78,4 @@ def test_cordon_reads_only_the_pods_of_its_node_and_plans_the_same(workers_lab):
     for verb in ("cordon", "uncordon"):
         command = parse(f"{verb} node02")
         planner = plan_cordon if verb == "cordon" else plan_uncordon
-        assert planner(scoped, command) == planner(full, command)
+        assert planner(scoped, command.options) == planner(full, command.options)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.grammar import parse
-from handlers import kube
-from handlers.drain import DrainOptions, drain_decisions
+from bot.chat.grammar import parse
+from bot.cluster import kube
+from handlers.drain import drain_decisions
 from lab.testing import LabProcess
 from tests.test_kubectl import no_controller_error
 
@@ -135,7 +135,7 @@ def ours(lab: LabProcess, flags: tuple[str, ...]) -> tuple[set[str], dict[str, s
         snapshot = kube.read_snapshot(client)
     finally:
         client.close()
-    decisions = drain_decisions(snapshot, NODE, DrainOptions.from_command(command))
+    decisions = drain_decisions(snapshot, NODE, command.options)
     blocked: dict[str, set[str]] = {}
     for decision in decisions:
         if decision.action == "block":
@@ -171,7 +171,7 @@ def test_planner_matches_kubectl(kubectl, workers_lab, seed):
         compare(kubectl, workers_lab, flags, minor, case)
     # --pod-selector narrows what both consider; the selector is passed to kubectl in the form
     # our grammar normalises it to, so kubectl also vouches for that form.
-    selector = parse(f"drain {NODE} --pod-selector {SELECTORS[seed % len(SELECTORS)]}").options["pod-selector"]
+    selector = parse(f"drain {NODE} --pod-selector {SELECTORS[seed % len(SELECTORS)]}").options.pod_selector
     compare(kubectl, workers_lab, ("--pod-selector", str(selector), *FLAG_SETS[seed % len(FLAG_SETS)]), minor, case)
 
 

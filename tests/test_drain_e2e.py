@@ -8,7 +8,8 @@ import subprocess
 import pytest
 from redis import Redis
 
-from bot.jobs.store import get_job
+from bot.contract.reports import ending_text
+from bot.engine.store import get_job
 from lab.stack import CHANNEL, Stack
 
 ALICE, BOB = "U0ALICE", "U0BOB"
@@ -178,7 +179,7 @@ def test_pdb_blocked_drain_times_out_naming_the_pdb_and_stays_cordoned(shop):
                             what="the failure in the progress message")["text"]
     assert "payments-pdb" in message and "payments-" in message
     assert f"uncordon {node}" in message or f"job {job_id}" in message
-    assert "timed out" in record.message or "timed out" in message
+    assert "timed out" in ending_text(record) or "timed out" in message
     assert kubectl_nodes(shop)[node] == "Ready,SchedulingDisabled"
 
 
@@ -227,5 +228,5 @@ def test_pod_under_two_pdbs_is_reported_and_the_drain_fails(shop):
     thread, card = ask(chat, f"drain {node}")
     job_id = approve(shop, thread, card)
     failed = wait_job(shop, job_id, ("failed",), timeout=60)
-    assert "several PodDisruptionBudgets" in failed.message
+    assert "several PodDisruptionBudgets" in ending_text(failed)
     assert kubectl_nodes(shop)[node] == "Ready,SchedulingDisabled"

@@ -6,17 +6,18 @@ import json
 
 import pytest
 
-from bot.grammar import parse
+from bot.chat.grammar import parse
+from bot.cluster.snapshot import ClusterSnapshot, snapshot_from_api
+from bot.contract.registry import operations
+from bot.domain.selectors import LabelSelector
 from handlers.drain import DrainOptions, drain_decisions, plan_drain
-from handlers.plan import PLANNERS
-from handlers.snapshot import ClusterSnapshot, LabelSelector, snapshot_from_api
 from lab.api import Target
 from lab.resources import BY_NAME
 from tests.scenario_snapshots import snapshot_of
 
 
 def drain(snapshot: ClusterSnapshot, text: str):
-    return plan_drain(snapshot, parse(text))
+    return plan_drain(snapshot, parse(text).options)
 
 
 def text_of(plan) -> str:
@@ -54,7 +55,7 @@ def workers() -> ClusterSnapshot:
 
 
 def test_drain_is_a_registered_planner():
-    assert PLANNERS["drain"] is plan_drain
+    assert operations()["drain"].plan is plan_drain
 
 
 def test_hr_app_without_a_controller_refuses_the_drain_and_names_force(seeds):
@@ -91,10 +92,9 @@ def test_forced_drain_steps_carry_the_pods_and_options(seeds):
     on_node = {p.ref: p.uid for p in seeds.pods_on("node01")}
     assert evict.args["pods"] == {ref: uid for ref, uid in on_node.items() if "kube-proxy" not in ref
                                   and "flannel" not in ref}
-    assert evict.args == {"node": "node01", "pods": evict.args["pods"], "grace_period": 20, "timeout_seconds": 300,
-                          "pod_selector": None, "force": True, "delete_emptydir_data": False}
-    assert wait.args == {"node": "node01", "pods": evict.args["pods"], "timeout_seconds": 300,
-                         "evict_step": evict.name}
+    options = {"grace_period": 20, "timeout": 300, "pod_selector": None, "force": True, "delete_emptydir_data": False}
+    assert evict.args == {"node": "node01", "pods": evict.args["pods"], "options": options}
+    assert wait.args == {"node": "node01", "options": options}
     assert len({s.name for s in plan.steps}) == 3  # step names key the checkpoints
     json.dumps([s.to_dict() for s in plan.steps])  # jobs store their steps as JSON
 
@@ -173,7 +173,7 @@ def test_pod_selector_limits_the_pods_considered(workers):
                             "(DaemonSet/mirror), 0 blocked"
     assert plan.refusal is None  # the cache pod is not considered, so its emptyDir does not block
     assert set(plan.steps[1].args["pods"]) == {p.ref for p in web}
-    assert plan.steps[1].args["pod_selector"] == "app=web"
+    assert plan.steps[1].args["options"]["pod_selector"] == "app=web"
     notin = drain_decisions(workers, node, DrainOptions(pod_selector="app notin (web,cache)"))
     assert {d.pod.labels.get("app") for d in notin} >= {"payments"}
     assert not {d.pod.labels.get("app") for d in notin} & {"web", "cache"}

@@ -7,7 +7,8 @@ import json
 from kubernetes.client.exceptions import ApiException
 
 from handlers.drain import DrainOptions, drain_decisions
-from handlers.drain_run import EvictionState, pdb_blocker, recheck
+from handlers.drain.plan import recheck
+from handlers.drain.run import EvictionState, pdb_blocker
 from lab.api import Target
 from lab.resources import BY_NAME
 from tests.scenario_snapshots import snapshot_of

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bot import grammar
-from bot.grammar import JOB_ID, NODE, NODE_NAME_PATTERN, VERBS, Command, GrammarError, VerbSpec, help_text, parse
+from bot.chat import grammar
+from bot.chat.grammar import Command, GrammarError, parse
+from bot.contract import Operation, flag
+from bot.contract.registry import Registry, operations
+from bot.contract.words import NODE_NAME_PATTERN, Keyword
+from bot.domain.ids import JOB_ID_PATTERN
+from handlers.cordon import NodeOptions
+from handlers.help import help_text
+
+VERBS = operations()
+
+
+def node_of(command: Command) -> str | None:
+    return getattr(command.options, "node", None)
+
+
+def job_id_of(command: Command) -> str | None:
+    return getattr(command.options, "job_id", None)
 
 
 @pytest.mark.parametrize(
@@ -44,8 +61,8 @@ from bot.grammar import JOB_ID, NODE, NODE_NAME_PATTERN, VERBS, Command, Grammar
 )
 def test_accepted_commands(text: str, verb: str, node: str | None, job_id: str | None, normalised: str) -> None:
     command = parse(text)
-    assert (command.verb, command.node, command.job_id, command.text) == (verb, node, job_id, normalised)
-    assert dict(command.options) == {}
+    assert (command.verb, node_of(command), job_id_of(command), command.text) == (verb, node, job_id, normalised)
+    assert dict(command.flags) == {}
 
 
 @pytest.mark.parametrize(
@@ -121,17 +138,17 @@ DRAIN_USAGE = ("drain NODE [--delete-emptydir-data] [--dry-run] [--force] [--gra
 )
 def test_drain_flags(text: str, options: dict, normalised: str) -> None:
     command = parse(text)
-    assert (command.verb, command.node) == ("drain", "node01")
-    assert dict(command.options) == options
+    assert (command.verb, node_of(command)) == ("drain", "node01")
+    assert dict(command.flags) == options
     assert command.text == normalised
     assert parse(command.text) == command
 
 
 def test_drain_timeout_defaults_to_ten_minutes() -> None:
-    assert parse("drain node01").option("timeout") == 600
-    assert parse("drain node01 --timeout 1m").option("timeout") == 60
-    assert parse("drain node01").option("grace-period") is None
-    assert parse("drain node01").option("force") is None
+    assert parse("drain node01").options.timeout == 600
+    assert parse("drain node01 --timeout 1m").options.timeout == 60
+    assert parse("drain node01").options.grace_period is None
+    assert parse("drain node01").options.force is False
 
 
 @pytest.mark.parametrize(
@@ -229,7 +246,7 @@ def test_overlong_text_is_refused_outright() -> None:
 
 def test_commands_are_hashable_and_immutable() -> None:
     command = parse("cordon node01")
-    assert command == Command("cordon", node="node01")
+    assert command == Command(VERBS["cordon"], NodeOptions(node="node01"))
     assert {command: 1}[parse("  cordon   node01")] == 1
     with pytest.raises(AttributeError):
         command.node = "node02"  # type: ignore[misc]
@@ -243,24 +260,32 @@ def test_help_lists_every_verb_with_usage_and_description() -> None:
         assert f"`{spec.usage}` — {spec.description}" in text
 
 
-def test_a_new_verb_is_one_table_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    drain = VerbSpec("drain", (NODE,), "cordon a node and evict its pods", frozenset({"force", "ignore-daemonsets"}))
-    monkeypatch.setitem(VERBS, "drain", drain)
-    command = parse("drain node01 --ignore-daemonsets --FORCE")
+@dataclass(frozen=True)
+class _DrainLike:
+    node: str
+    force: bool = flag()
+    ignore_daemonsets: bool = flag()
+
+
+def test_a_new_verb_is_one_table_entry() -> None:
+    drain = Operation(name="drain", words="drain NODE", options=_DrainLike,
+                      description="cordon a node and evict its pods", answer=lambda asking, options: "")
+    table = Registry([*(op for op in VERBS.values() if op.name != "drain"), drain], VERBS.resources.values())
+    command = parse("drain node01 --ignore-daemonsets --FORCE", table)
     assert command.verb == "drain"
-    assert command.node == "node01"
-    assert dict(command.options) == {"force": True, "ignore-daemonsets": True}
+    assert node_of(command) == "node01"
+    assert dict(command.flags) == {"force": True, "ignore-daemonsets": True}
     assert command.text == "drain node01 --force --ignore-daemonsets"
-    assert parse(command.text) == command
-    assert "`drain NODE [--force] [--ignore-daemonsets]` — cordon a node and evict its pods" in help_text()
+    assert parse(command.text, table) == command
+    assert "`drain NODE [--force] [--ignore-daemonsets]` — cordon a node and evict its pods" in help_text(table)
     with pytest.raises(GrammarError, match=r'does not know "--now" \(it takes --force, --ignore-daemonsets\)'):
-        parse("drain node01 --now")
+        parse("drain node01 --now", table)
 
 
 def test_every_verb_in_the_table_parses_with_valid_arguments() -> None:
-    samples = {NODE: "node01", JOB_ID: "j-0123abcd"}
+    samples = {"NODE": "node01", "JOB_ID": "j-0123abcd"}
     for spec in VERBS.values():
-        text = " ".join([spec.name, *(samples[arg] for arg in spec.args)])
+        text = " ".join(t.word if isinstance(t, Keyword) else samples[t.kind.placeholder] for t in spec.grammar.phrase)
         assert parse(text).text == text
 
 
@@ -302,14 +327,14 @@ def test_parse_raises_only_grammar_errors_and_round_trips(text: str) -> None:
         assert error.reason and error.usage
         return
     assert command.verb in VERBS
-    if command.node is not None:
-        assert NODE_NAME_PATTERN.fullmatch(command.node)
-        assert len(command.node) <= 63
-    if command.job_id is not None:
-        assert grammar.JOB_ID_PATTERN.fullmatch(command.job_id)
+    if node_of(command) is not None:
+        assert NODE_NAME_PATTERN.fullmatch(node_of(command))
+        assert len(node_of(command)) <= 63
+    if job_id_of(command) is not None:
+        assert JOB_ID_PATTERN.fullmatch(job_id_of(command))
     assert parse(command.text) == command
     text = command.text
-    selector = command.options.get("pod-selector")
+    selector = command.flags.get("pod-selector")
     if selector is not None:
         # Only a selector may bring capitals and operators, and only from its safe alphabet.
         assert re.fullmatch(r"[A-Za-z0-9._/=!(), -]+", str(selector))
@@ -319,4 +344,4 @@ def test_parse_raises_only_grammar_errors_and_round_trips(text: str) -> None:
 
 @given(st.from_regex(NODE_NAME_PATTERN, fullmatch=True))
 def test_every_rfc1123_label_is_accepted(name: str) -> None:
-    assert parse(f"cordon {name}").node == name
+    assert node_of(parse(f"cordon {name}")) == name

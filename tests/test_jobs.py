@@ -11,13 +11,14 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from bot.audit import read_audit
-from bot.jobs import JobSpec, Step, cancel, get_job, list_jobs, new_job_id, read_events, resume, submit
-from bot.jobs.model import is_job_id
-from bot.jobs.queue import QUEUE_NAME, RUN_JOB
-from bot.jobs.runner import Timings
-from bot.jobs.store import job_key, read_checkpoint_data, runner_key
-from bot.jobs.sweeper import sweep_once
+from bot.contract.reports import change_text, ending_text
+from bot.domain.ids import is_job_id, new_job_id
+from bot.engine import JobSpec, Step, cancel, get_job, list_jobs, read_events, resume, submit
+from bot.engine.audit import read_audit
+from bot.engine.queue import QUEUE_NAME, RUN_JOB
+from bot.engine.runner import Timings
+from bot.engine.store import job_key, read_checkpoint_data, runner_key
+from bot.engine.sweeper import sweep_once
 from tests.jobs_support import Workers, calls, wait_for, wait_for_state, wait_for_step
 
 pytest_plugins = ["tests.redis_fixtures"]
@@ -58,6 +59,25 @@ def test_spec_round_trips_through_json_and_ids_have_the_chat_format() -> None:
 # -- running steps ---------------------------------------------------------------------------------
 
 
+def test_steps_share_job_data_that_survives_a_failed_run_and_a_resume(r: Redis, workers: Workers) -> None:
+    """What one step learns (a drain's deadline, the pods it evicted), a later step reads through
+    `ctx.job_data`, also in a later run of the job: the first step is not repeated."""
+    workers.start()
+    spec = spec_of(Step("learn", "test.share", {"key": "deadline", "value": "12:00"}),
+                   Step("check", "test.fail_unless", {"key": "test:ok"}),
+                   Step("use", "test.read_shared", {"key": "deadline"}))
+    submit(r, spec)
+    wait_for_state(r, spec.id, "failed")
+    r.set("test:ok", "1")
+    resume(r, spec.id, "U_OPS")
+    job = wait_for_state(r, spec.id, "succeeded")
+    assert calls(r) == ["try:check", "try:check", "read:12:00"]
+    assert [(s.name, s.runs) for s in job.steps] == [("learn", 1), ("check", 2), ("use", 1)]
+    with pytest.raises(ValueError, match="reserved for job-level data"):
+        spec_of(Step("@job", "test.record"))
+
+
+
 def test_steps_run_in_order_are_checkpointed_and_announced_in_order(r: Redis, workers: Workers) -> None:
     workers.start()
     spec = spec_of(record("a"), record("b"), record("c"), locks=("node:node01",))
@@ -65,7 +85,7 @@ def test_steps_run_in_order_are_checkpointed_and_announced_in_order(r: Redis, wo
     job = wait_for_state(r, spec.id, "succeeded")
 
     assert calls(r) == ["a", "b", "c"]
-    assert job.message == "Succeeded: all 3 steps done."
+    assert ending_text(job) == "Succeeded: all 3 steps done."
     assert [(s.name, s.state, s.detail, s.runs) for s in job.steps] == [
         ("a", "done", "recorded a", 1), ("b", "done", "recorded b", 1), ("c", "done", "recorded c", 1)]
     assert all(s.started_at <= s.finished_at for s in job.steps)
@@ -96,7 +116,7 @@ def test_failing_step_stops_the_job_and_a_resume_skips_done_steps(r: Redis, work
     assert calls(r) == ["a", "try:check"]
     assert [(s.name, s.state) for s in job.steps] == [("a", "done"), ("check", "failed"), ("c", "pending")]
     assert job.step("check").detail == "RuntimeError: precondition test:ok is not met"
-    assert job.message == (
+    assert ending_text(job) == (
         "Failed at step 2/3 'check': RuntimeError: precondition test:ok is not met. Done: 'a'. "
         f"Not done: 'check', 'c'. Fix the cause, then `resume {spec.id}` to continue from 'check' "
         f"(done steps are not repeated), or `cancel {spec.id}` to abandon it.")
@@ -104,7 +124,7 @@ def test_failing_step_stops_the_job_and_a_resume_skips_done_steps(r: Redis, work
 
     r.set("test:ok", "1")
     outcome = resume(r, spec.id, "U_OPS")
-    assert outcome.accepted and "continues at 'check'" in outcome.message
+    assert outcome.accepted and "continues at 'check'" in change_text(outcome)
     job = wait_for_state(r, spec.id, "succeeded")
     assert calls(r) == ["a", "try:check", "try:check", "c"]  # 'a' did not run again
     assert [(s.name, s.runs) for s in job.steps] == [("a", 1), ("check", 2), ("c", 1)]
@@ -119,22 +139,22 @@ def test_cancel_mid_step_stops_at_the_next_safe_point_and_skips_the_rest(r: Redi
 
     outcome = cancel(r, spec.id, "U_CANCEL")
     assert outcome.accepted
-    assert outcome.message == (f"Cancelling {spec.id} (test job) (now in step 'wait'): it stops at the next "
+    assert change_text(outcome) == (f"Cancelling {spec.id} (test job) (now in step 'wait'): it stops at the next "
                                "safe point and skips the remaining steps.")
     job = wait_for_state(r, spec.id, "cancelled")
 
     assert "c" not in calls(r) and "end:wait" not in calls(r)
     assert [(s.name, s.state) for s in job.steps] == [("a", "done"), ("wait", "skipped"), ("c", "skipped")]
-    assert job.message == ("Cancelled by U_CANCEL at a safe point during step 'wait'. Done: 'a'. "
+    assert ending_text(job) == ("Cancelled by U_CANCEL at a safe point during step 'wait'. Done: 'a'. "
                            "Skipped: 'wait', 'c'.")
     tail = [(e["state"], e["step"], e["step_state"]) for e in read_events(r, spec.id)][-4:]
     assert tail == [("running", "wait", ""), ("cancelled", "wait", "skipped"), ("cancelled", "c", "skipped"),
                     ("cancelled", "", "")]
 
     again = cancel(r, spec.id, "U_CANCEL")
-    assert not again.accepted and "already cancelled" in again.message
+    assert not again.accepted and "already cancelled" in change_text(again)
     assert not cancel(r, "j-00000000", "U1").accepted
-    assert "not a job id" in cancel(r, "node01", "U1").message
+    assert "not a job id" in change_text(cancel(r, "node01", "U1"))
 
 
 def test_cancel_waits_for_a_step_that_has_no_safe_point(r: Redis, workers: Workers) -> None:
@@ -146,7 +166,7 @@ def test_cancel_waits_for_a_step_that_has_no_safe_point(r: Redis, workers: Worke
     r.set("test:go", "1")  # the step finishes; the runner stops before the next one
     job = wait_for_state(r, spec.id, "cancelled")
     assert [(s.name, s.state) for s in job.steps] == [("wait", "done"), ("b", "skipped")]
-    assert "before step 'b'" in job.message and "b" not in calls(r)
+    assert "before step 'b'" in ending_text(job) and "b" not in calls(r)
 
 
 def test_cancel_of_a_queued_job_is_immediate_and_it_never_runs(r: Redis) -> None:
@@ -154,7 +174,7 @@ def test_cancel_of_a_queued_job_is_immediate_and_it_never_runs(r: Redis) -> None
     submit(r, spec)
     assert rq_queue_ids(r) == [spec.id]
     outcome = cancel(r, spec.id, "U1")
-    assert outcome.accepted and "before it started: nothing was changed" in outcome.message
+    assert outcome.accepted and "before it started: nothing was changed" in change_text(outcome)
     assert get_job(r, spec.id).state == "cancelled"
     assert rq_queue_ids(r) == []
 
@@ -301,8 +321,8 @@ def test_a_job_that_keeps_killing_its_worker_is_halted(r: Redis) -> None:
     assert sweep_once(r, "s1", Timings()) == [(spec.id, "halted")]
     job = get_job(r, spec.id)
     assert job.state == "halted" and job.step("b").state == "pending"
-    assert job.message.startswith("Halted: the worker died during step 'b' 4 times in a row (last: gone (pid 1))")
-    assert f"`resume {spec.id}`" in job.message
+    assert ending_text(job).startswith("Halted: the worker died during step 'b' 4 times in a row (last: gone (pid 1))")
+    assert f"`resume {spec.id}`" in ending_text(job)
     assert rq_queue_ids(r) == []
 
 

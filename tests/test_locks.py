@@ -8,9 +8,10 @@ import time
 import pytest
 from redis import Redis
 
-from bot.jobs import JobSpec, Step, get_job, read_events, resume, submit
-from bot.jobs.locks import LockBusy, LockHolder, acquire, lock_key, read_locks, refresh, release, try_acquire
-from bot.jobs.store import runner_key
+from bot.contract.reports import ending_text
+from bot.engine import JobSpec, Step, get_job, read_events, resume, submit
+from bot.engine.locks import LockBusy, LockHolder, acquire, lock_key, read_locks, refresh, release, try_acquire
+from bot.engine.store import runner_key
 from tests.jobs_support import Workers, calls, wait_for, wait_for_state, wait_for_step
 
 pytest_plugins = ["tests.redis_fixtures"]
@@ -123,8 +124,8 @@ def test_a_second_job_on_the_same_node_fails_fast_with_the_holder(r: Redis, work
     second = spec_on_node01(Step("x", "test.record"), command="cordon node01")
     submit(r, second)
     job = wait_for_state(r, second.id, "failed")
-    assert job.message.startswith(f"Not started: node01 is locked by job {first.id} (block node01) since ")
-    assert job.message.endswith(f"Nothing was changed; not done: 'x'. `resume {second.id}` to try again, "
+    assert ending_text(job).startswith(f"Not started: node01 is locked by job {first.id} (block node01) since ")
+    assert ending_text(job).endswith(f"Nothing was changed; not done: 'x'. `resume {second.id}` to try again, "
                                 f"or `cancel {second.id}` to drop it.")
     assert "x" not in calls(r)
     assert get_job(r, first.id).state == "running"  # the holder was not disturbed
@@ -180,8 +181,8 @@ def test_a_job_that_loses_its_lock_halts_at_a_safe_point(r: Redis, workers: Work
     wait_for_step(r, spec.id, "hold", "running")
     r.delete(lock_key("node:node01"))  # expired while the refresher was starved, say
     job = wait_for_state(r, spec.id, "halted")
-    assert job.message.startswith("Halted at a safe point during step 'hold': lost the lock on node01")
-    assert f"`resume {spec.id}` to continue from 'hold'" in job.message
+    assert ending_text(job).startswith("Halted at a safe point during step 'hold': lost the lock on node01")
+    assert f"`resume {spec.id}` to continue from 'hold'" in ending_text(job)
     assert [(s.name, s.state) for s in job.steps] == [("hold", "pending"), ("x", "pending")]
     r.set("test:go", "1")
     assert resume(r, spec.id, "U1").accepted

@@ -6,22 +6,12 @@ import json
 
 from slack_sdk.models.blocks import Block
 
-from bot.approvals import ApprovalRequest, decide
-from bot.render import (
-    MAX_MESSAGE_CHARS,
-    ComponentView,
-    JobView,
-    NodeView,
-    StepView,
-    approval_card,
-    approval_fallback_text,
-    decided_card,
-    duration,
-    jobs_text,
-    progress_text,
-    status_text,
-)
-from bot.skew import NodeVersions, SkewWarning, check_skew
+from bot.chat.approvals import ApprovalRequest, decide
+from bot.chat.render import approval_card, approval_fallback_text, decided_card
+from bot.contract.reports import JobView, StepView, jobs_text, progress_text
+from bot.domain.skew import NodeVersions, SkewWarning, check_skew
+from bot.domain.text import MAX_MESSAGE_CHARS, duration
+from handlers.status import ComponentView, NodeView, status_text
 
 T0 = 1_700_000_000.0  # 22:13 UTC
 APPROVER = frozenset({"approver"})
@@ -275,3 +265,16 @@ def test_a_big_cluster_fits_in_one_message() -> None:
 
 def test_no_nodes() -> None:
     assert "No nodes found." in status_text([], [], [])
+
+
+def test_indented_plan_lines_show_under_their_bullet() -> None:
+    """A plan line that starts with spaces belongs to the line above: the card shows it as a
+    sub-line of that bullet, not as a bullet of its own."""
+    shown = texts(approval_card(request(), ["Evict:", "  default: 2 x Deployment blue", "  default: hr-app",
+                                            "Stay: DaemonSet pods"]))
+    lines = shown.split("\n")
+    evict = lines.index("• Evict:")
+    assert lines[evict + 1] == "\u2003◦ default: 2 x Deployment blue"
+    assert lines[evict + 2] == "\u2003◦ default: hr-app"
+    assert lines[evict + 3] == "• Stay: DaemonSet pods"
+    assert "•   default" not in shown

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.skew import NodeVersions, SkewWarning, check_skew
-from bot.versions import Version, VersionError, parse_reported_version, parse_version
+from bot.domain.skew import NodeVersions, SkewWarning, check_skew
+from bot.domain.versions import Version, VersionError, parse_reported_version, parse_version
 
 
 @pytest.mark.parametrize(
@@ -214,3 +214,11 @@ def test_no_apiserver_version_still_checks_support() -> None:
     assert skew([], [NodeVersions("node01", "v1.10.0")], latest=21) == [
         "v1.10.0 is outside the supported Kubernetes minors (v1.19, v1.20, v1.21): kubelet on node01"
     ]
+
+
+def test_how_many_minors_are_supported_is_a_setting() -> None:
+    nodes = [NodeVersions("node01", "v1.31.2")]
+    assert check_skew(["v1.33.0"], nodes, [], [], 33) == []
+    narrow = check_skew(["v1.33.0"], nodes, [], [], 33, supported_minors=2)
+    assert [w.message for w in narrow] == [
+        "v1.31.2 is outside the supported Kubernetes minors (v1.32, v1.33): kubelet on node01"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.threads import started_pool
+from bot.chat.threads import started_pool
 
 
 def test_a_started_pool_has_all_its_threads_before_the_first_task():

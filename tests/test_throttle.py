@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.throttle import EditThrottle
+from bot.chat.throttle import EditThrottle
 
 
 def test_one_edit_per_job_every_three_seconds():

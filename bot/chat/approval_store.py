@@ -1,0 +1,80 @@
+"""Pending approval requests in Redis, with the plan they approve.
+
+The plan is stored with the request so that what runs is exactly what the approver saw;
+the worker's actions re-check the cluster before they act.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from redis import Redis
+
+from bot.chat.approvals import ApprovalRequest
+from bot.engine.model import Step
+
+PENDING = "kubemaint:approvals:pending"
+RECORD_TTL = 7 * 24 * 3600
+
+
+def _key(request_id: str) -> str:
+    return f"kubemaint:approval:{request_id}"
+
+
+@dataclass
+class PendingRequest:
+    request: ApprovalRequest
+    verb: str
+    plan_lines: list[str]
+    steps: list[Step]
+    locks: list[str]
+    next_command: str | None
+    thread_ts: str | None
+    card_ts: str = ""
+    job_id: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "request": self.request.to_dict(), "verb": self.verb, "plan_lines": self.plan_lines,
+            "steps": [s.to_dict() for s in self.steps], "locks": self.locks, "next_command": self.next_command,
+            "thread_ts": self.thread_ts, "card_ts": self.card_ts, "job_id": self.job_id,
+        })
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> PendingRequest:
+        data = json.loads(raw)
+        return cls(
+            request=ApprovalRequest.from_dict(data["request"]), verb=data["verb"], plan_lines=data["plan_lines"],
+            steps=[Step.from_dict(s) for s in data["steps"]], locks=data["locks"],
+            next_command=data.get("next_command"), thread_ts=data.get("thread_ts"),
+            card_ts=data.get("card_ts", ""), job_id=data.get("job_id", ""),
+        )
+
+
+def save(redis: Redis, pending: PendingRequest, *, still_pending: bool) -> None:
+    with redis.pipeline() as pipe:
+        pipe.set(_key(pending.request.id), pending.to_json(), ex=RECORD_TTL)
+        if still_pending:
+            pipe.sadd(PENDING, pending.request.id)
+        else:
+            pipe.srem(PENDING, pending.request.id)
+        pipe.execute()
+
+
+def load(redis: Redis, request_id: str) -> PendingRequest | None:
+    raw = redis.get(_key(request_id))
+    return None if raw is None else PendingRequest.from_json(raw)
+
+
+def pending_ids(redis: Redis) -> list[str]:
+    return sorted(v.decode() if isinstance(v, bytes) else v for v in redis.smembers(PENDING))
+
+
+@contextmanager
+def deciding(redis: Redis, request_id: str) -> Iterator[None]:
+    """Clicks on one request are handled one at a time (two approvers may click together)."""
+    with redis.lock(f"kubemaint:approval-lock:{request_id}", timeout=30, blocking_timeout=10):
+        yield

@@ -1,0 +1,415 @@
+"""Settings: a YAML file, overridden by `KUBEMAINT_*` environment variables.
+
+`KUBEMAINT_SLACK__BOT_TOKEN=xoxb-...` sets `slack.bot_token` (`__` separates nested keys; lists
+are JSON, e.g. `KUBEMAINT_ROLES__OPERATORS='["U012ABC"]'`). Unknown keys are errors, because
+a misspelt `aprovers:` that is silently ignored is an access-control bug.
+
+Roles are independent sets: being an approver does not make someone an operator. A policy's
+`allowed_roles` lists every role that may run the command. Each operation declares its default
+policy (read-only commands: every role; changes: operators); `policies.<name>` overrides it key
+by key. `operation_modules` names modules with more operations (yours), loaded before the rest
+of the file is checked so that their policies can be set here too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
+
+from bot.contract.operation import FALLBACK_POLICY, Policy
+from bot.contract.registry import Registry, operations
+
+ENV_PREFIX = "KUBEMAINT_"
+ENV_NESTED_DELIMITER = "__"
+
+_SLACK_ID = re.compile(r"[UWS][A-Z0-9]{1,31}")
+
+
+class ConfigError(Exception):
+    """Configuration that kubemaint refuses to start with. Each problem names its key path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid configuration ({source}):\n" + "\n".join(f"  {p}" for p in problems))
+
+
+# The operations a config is checked against while it is validated: the built-in ones and those of
+# its own `operation_modules`. (A context variable: BaseSettings drops pydantic's validation context.)
+_checking_with: ContextVar[Registry | None] = ContextVar("kubemaint_config_operations", default=None)
+
+
+def _operations() -> Registry:
+    return _checking_with.get() or operations()
+
+
+def _known_command(name: str) -> str:
+    if name not in _operations():
+        raise PydanticCustomError("unknown_command", "unknown command")
+    return name
+
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _module_name(value: str) -> str:
+    if not _MODULE.fullmatch(value):
+        raise PydanticCustomError("module", '"{value}" is not a Python module name', {"value": value[:60]})
+    return value
+
+
+def _slack_id(value: str) -> str:
+    if not _SLACK_ID.fullmatch(value):
+        raise PydanticCustomError(
+            "slack_id", '"{value}" is not a Slack user id (U…/W…) or user group id (S…)', {"value": value[:40]}
+        )
+    return value
+
+
+def _comma_separated(value: Any) -> Any:
+    # Lets `KUBEMAINT_ROLES__OPERATORS=U1,U2` work as well as the JSON form.
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
+SlackId = Annotated[str, AfterValidator(_slack_id)]
+SlackIds = Annotated[tuple[SlackId, ...], BeforeValidator(_comma_separated)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlackSettings(_Section):
+    mode: Literal["socket", "http"] = "socket"  # declared first: the token checks read it
+    bot_token: SecretStr
+    app_token: SecretStr | None = Field(default=None, validate_default=True)
+    signing_secret: SecretStr | None = Field(default=None, validate_default=True)
+    base_url: str | None = None  # the lab's Slack emulator; None means slack.com
+    http_port: int = Field(default=3000, ge=1, le=65535)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _bot_token_prefix(cls, token: SecretStr) -> SecretStr:
+        if not token.get_secret_value().startswith("xoxb-"):
+            raise PydanticCustomError("token", "must be a bot token (xoxb-…)")
+        return token
+
+    @field_validator("app_token")
+    @classmethod
+    def _app_token_for_socket_mode(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if token is None:
+            if info.data.get("mode") == "socket":
+                raise PydanticCustomError("required", "required when slack.mode is socket (an app-level xapp- token)")
+            return None
+        if not token.get_secret_value().startswith("xapp-"):
+            raise PydanticCustomError("token", "must be an app-level token (xapp-…)")
+        return token
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _signing_secret_for_http_mode(cls, secret: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if secret is None and info.data.get("mode") == "http":
+            raise PydanticCustomError("required", "required when slack.mode is http")
+        return secret
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_ends_with_slash(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not re.match(r"https?://[^/\s]+", url):
+            raise PydanticCustomError("url", "must be an http:// or https:// URL")
+        # slack_sdk joins method names onto it: "http://host/api" + "chat.postMessage" would break.
+        return url if url.endswith("/") else url + "/"
+
+
+class RoleSettings(_Section):
+    viewers: SlackIds = ()
+    operators: SlackIds = ()
+    approvers: SlackIds = ()
+
+
+class ProgressSettings(_Section):
+    edit_interval_seconds: float = Field(default=3, gt=0)
+    updates_per_minute: int = Field(default=45, gt=0)  # Slack's chat.update budget is ~50/min per app
+
+
+def _minor_number(value: Any) -> Any:
+    # People write the release line the way Kubernetes does ("v1.33"); we store the minor.
+    if isinstance(value, str):
+        match = re.fullmatch(r"v?1\.(\d+)|(\d+)", value.strip())
+        if not match:
+            raise PydanticCustomError("minor", 'must be a Kubernetes minor like 33 or "v1.33"')
+        return int(match[1] or match[2])
+    return value
+
+
+def _redis_url(value: str) -> str:
+    if not re.match(r"(rediss?|unix)://", value):
+        raise PydanticCustomError("url", "must start with redis://, rediss:// or unix://")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER, extra="forbid", frozen=True
+    )
+
+    slack: SlackSettings
+    redis_url: Annotated[str, AfterValidator(_redis_url)] = "redis://127.0.0.1:6379/0"
+    kubeconfig: Path | None = None
+    context: str | None = None
+    roles: RoleSettings = RoleSettings()
+    operation_modules: tuple[Annotated[str, AfterValidator(_module_name)], ...] = ()
+    policies: dict[Annotated[str, AfterValidator(_known_command)], Policy] = Field(
+        default_factory=dict, validate_default=True)
+    # The newest Kubernetes minor this deployment knows of, and how many of the newest minors are
+    # supported. Defaults: v1.33 (released 2025-04-23) and upstream's three; raise the first when
+    # a new minor is released, and `status` stops calling it unsupported.
+    supported_latest_minor: Annotated[int, BeforeValidator(_minor_number), Field(ge=1)] = 33
+    supported_minor_count: int = Field(default=3, ge=1, le=10)
+    progress: ProgressSettings = ProgressSettings()
+    # Processes that plan and answer commands, apart from the one that acks Slack (bot/chat/handling.py).
+    handler_processes: int = Field(default=2, ge=1, le=16)
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _fill_default_policies(cls, given: Any) -> Any:
+        # A file that only says `cordon: {approval_required: true}` keeps cordon's default roles,
+        # and every command gets a policy, so lookups never fall through to "anything goes".
+        if not isinstance(given, Mapping):
+            return given
+        merged: dict[str, Any] = {op.name: op.policy.model_dump() for op in _operations().values()}
+        for name, policy in given.items():
+            if name in merged and isinstance(policy, Mapping):
+                merged[name].update(policy)
+            else:
+                merged[name] = policy  # unknown commands and non-mappings fail validation with their path
+        return merged
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _expand_home(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None else None
+
+    @model_validator(mode="after")
+    def _approvals_can_happen(self) -> Settings:
+        # Catch policies nobody could ever satisfy at start-up rather than at the first risky command.
+        approvers = self.roles.approvers
+        only_users = not any(a.startswith("S") for a in approvers)
+        for verb, policy in self.policies.items():
+            if not policy.approval_required:
+                continue
+            if not approvers:
+                raise PydanticCustomError(
+                    "approvers", "policies.{verb}.approval_required: no approvers are configured (roles.approvers)",
+                    {"verb": verb},
+                )
+            if only_users and policy.approvals_needed > len(approvers):
+                raise PydanticCustomError(
+                    "approvers",
+                    "policies.{verb}.approvals_needed: {needed} approvals needed but roles.approvers lists "
+                    "only {count} user(s)",
+                    {"verb": verb, "needed": policy.approvals_needed, "count": len(approvers)},
+                )
+        return self
+
+    def policy(self, name: str) -> Policy:
+        """The policy for the command `name`; one unknown to this config gets the fail-safe fallback."""
+        return self.policies.get(name) or FALLBACK_POLICY
+
+    @property
+    def operations(self) -> Registry:
+        """The built-in operations and those of `operation_modules`."""
+        return operations(self.operation_modules)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' env parsing over a given mapping, so tests need not touch os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        # Not JSON: hand the raw string to validation, which either accepts it ("U1,U2" for a
+        # role list) or reports the key path, instead of a bare "error parsing value".
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (YAML; None for environment only) and the `KUBEMAINT_*` variables in `env`
+    (default `os.environ`), environment winning. Raises `ConfigError` naming each bad key."""
+    source = str(path) if path is not None else "environment"
+    file_values = _read_yaml(path) if path is not None else {}
+    environ = os.environ if env is None else env
+    try:
+        env_values = _MappingEnvSource(Settings, environ)()
+    except SettingsError as error:
+        raise ConfigError("environment", [str(error)]) from None
+    values = _deep_merge(file_values, env_values)
+    registry = _load_operations(source, values.get("operation_modules"))
+    checking = _checking_with.set(registry)
+    try:
+        # model_validate, not Settings(...): the sources are merged here, in a fixed order.
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(source, _problems(error, env_values, registry)) from None
+    finally:
+        _checking_with.reset(checking)
+
+
+def _load_operations(source: str, modules: Any) -> Registry:
+    """The operations, with the config's own modules: loaded first, since `policies` may name theirs."""
+    if not isinstance(modules, list | tuple) or not all(isinstance(m, str) and _MODULE.fullmatch(m) for m in modules):
+        return operations()  # not a list of module names: validation reports it with its key
+    for index, module in enumerate(modules):
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # a module's import can fail in any way: say which and why
+            raise ConfigError(source, [f"operation_modules[{index}]: cannot import {module}: "
+                                       f"{type(error).__name__}: {error}"]) from None
+    try:
+        return operations(tuple(modules))
+    except (TypeError, ValueError) as error:  # two operations with one name or one phrase, say
+        raise ConfigError(source, [f"operation_modules: {error}"]) from None
+
+
+class _RedisOnly(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    redis_url: Annotated[str, AfterValidator(_redis_url)] = Settings.model_fields["redis_url"].default
+
+
+def load_redis_url(path: Path | None, env: Mapping[str, str] | None = None) -> str:
+    """Only `redis_url` (file, then KUBEMAINT_REDIS_URL): for commands that need nothing else,
+    such as `kubemaint audit`, so they work without the Slack tokens."""
+    source = str(path) if path is not None else "environment"
+    values = _read_yaml(path) if path is not None else {}
+    environ = os.environ if env is None else env
+    if environ.get(f"{ENV_PREFIX}REDIS_URL"):
+        values = {**values, "redis_url": environ[f"{ENV_PREFIX}REDIS_URL"]}
+    try:
+        return _RedisOnly.model_validate(values).redis_url
+    except ValidationError as error:
+        raise ConfigError(source, _problems(error, {}, operations())) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise ConfigError(str(path), [f"not valid YAML{where}: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), ["the top level must be a mapping of keys (slack:, roles:, ...)"])
+    return data
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown key",
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "model_type": "must be a mapping of keys",
+    "model_attributes_type": "must be a mapping of keys",
+    "dict_type": "must be a mapping of keys",
+    "string_type": "must be text",
+    "tuple_type": "must be a list",
+}
+
+
+def _problems(error: ValidationError, env_values: Mapping[str, Any], registry: Registry) -> list[str]:
+    # Once a key is unknown, complaints about what is inside it are noise.
+    unknown = [tuple(e["loc"][:-1]) for e in error.errors() if e["loc"] and e["loc"][-1] == "[key]"]
+    return [
+        _describe(e, env_values, registry)
+        for e in error.errors()
+        if not any(tuple(e["loc"][: len(u)]) == u and e["loc"][-1] != "[key]" for u in unknown)
+    ]
+
+
+def _describe(error: Any, env_values: Mapping[str, Any], registry: Registry) -> str:
+    loc = tuple(error["loc"])
+    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in (error.get("ctx") or {}).items()}
+    if loc and loc[-1] == "[key]":
+        loc = loc[:-1]
+        message = (f"unknown command; policies exist for {', '.join(registry.names())}"
+                   if loc[:1] == ("policies",) else "bad key")
+    elif error["type"] == "literal_error":
+        message = f"must be one of {ctx.get('expected', '')}"
+    elif error["type"] in _MESSAGES:
+        message = _MESSAGES[error["type"]].format(**ctx)
+    else:
+        message = error["msg"]
+    if not loc:
+        return message  # model-level checks already name their keys
+    key_path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    if _present(env_values, loc):
+        env_name = ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(p).upper() for p in loc if not isinstance(p, int))
+        return f"{key_path}: {message} (from {env_name})"
+    return f"{key_path}: {message}"
+
+
+def _present(values: Any, loc: tuple[Any, ...]) -> bool:
+    # Only string keys can come from an env var name; a list index means the whole list did.
+    for part in loc:
+        if isinstance(part, int):
+            return True
+        if not isinstance(values, Mapping) or part not in values:
+            return False
+        values = values[part]
+    return True

@@ -1,0 +1,214 @@
+"""Chat text -> `Command`, or a `GrammarError` that tells the user what to type instead.
+
+This is the only door from chat into kubemaint (DESIGN principle 5): every value in a `Command`
+has been checked by its kind (bot/contract/words.py), so nothing later has to wonder whether a
+node name could smuggle a shell metacharacter.
+
+The words come from the operations' declarations: a phrase of keywords and typed arguments
+("restore etcd from BACKUP_ID") and the flags of its options type. Several phrases may share a
+first word ("upgrade plan", "upgrade to VERSION"); the one whose keywords match is parsed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from bot.contract.operation import Operation
+from bot.contract.registry import Registry
+from bot.contract.registry import operations as builtin_operations
+from bot.contract.words import Flag, Keyword, Words
+from bot.domain.text import quote_input
+
+# A long paste is never a command; refusing early also bounds the work difflib does.
+MAX_TEXT_LENGTH = 500
+_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
+_SLASH_COMMAND = "/kubemaint"
+
+
+class GrammarError(ValueError):
+    """Input that is not a command. `reason` says what is wrong, `usage` what would be right.
+
+    Values quoted from the input are truncated and Slack-escaped, so `str(error)` can be
+    posted to a channel as is (it cannot ping `<!channel>` or forge a link).
+    """
+
+    def __init__(self, reason: str, usage: str) -> None:
+        super().__init__(reason, usage)
+        self.reason = reason
+        self.usage = usage
+
+    def __str__(self) -> str:
+        return f"{self.reason}\nUsage: {self.usage}"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A validated command: the operation, its frozen options, and the one normalised text
+    (`parse(cmd.text) == cmd`)."""
+
+    operation: Operation
+    options: Any
+
+    @property
+    def verb(self) -> str:
+        return self.operation.name
+
+    @property
+    def text(self) -> str:
+        return self.operation.text(self.options)
+
+    @property
+    def flags(self) -> Mapping[str, Any]:
+        """The flags that differ from their defaults, by name (`{"force": True}`)."""
+        return MappingProxyType(self.operation.grammar.given(self.options))
+
+
+def parse(text: str, operations: Registry | None = None) -> Command:
+    """Parse one line of chat. Raises `GrammarError` (and nothing else) for anything invalid."""
+    operations = operations if operations is not None else builtin_operations()
+    if not isinstance(text, str):
+        raise GrammarError("a command must be text", overall_usage(operations))
+    if len(text) > MAX_TEXT_LENGTH:
+        raise GrammarError(f"that is too long to be a command ({len(text)} characters)", overall_usage(operations))
+    words = _strip_prefixes(text.split())
+    if not words:
+        return Command(operations["help"], operations["help"].options())  # a bare mention asks for help
+    first, *rest = words
+    candidates = sorted(operations.starting_with(first.lower()), key=lambda op: op.words)
+    if not candidates:
+        raise GrammarError(_unknown_verb_reason(first, operations), overall_usage(operations))
+    if len(candidates) == 1:
+        return _parse_as(candidates[0], rest)
+    # Several phrases start with this word: the one whose keywords were typed decides.
+    ranked = sorted(candidates, key=lambda op: -_keywords_matched(op, rest))
+    if _keywords_matched(ranked[0], rest) == 0:
+        choices = " or ".join(f"`{_after_first(op.grammar)}`" for op in candidates)
+        raise GrammarError(f"`{first.lower()}` needs {choices}", " | ".join(op.usage for op in candidates))
+    return _parse_as(ranked[0], rest)
+
+
+def overall_usage(operations: Registry | None = None) -> str:
+    """One line naming every command with its arguments."""
+    return " | ".join(op.usage for op in (operations if operations is not None else builtin_operations()).values())
+
+
+def _after_first(words: Words) -> str:
+    return " ".join(t.word if isinstance(t, Keyword) else t.kind.placeholder for t in words.phrase[1:])
+
+
+def _keywords_matched(operation: Operation, typed: list[str]) -> int:
+    """How many of the phrase's keywords after the first were typed in their places."""
+    try:
+        _, plain = _parse_flags(operation.grammar, operation.usage, typed)
+    except GrammarError:  # a flag of this phrase is wrong: still compare the other words
+        plain = [word for word in typed if not word.startswith("--")]
+    matched = 0
+    for token, word in zip(operation.grammar.phrase[1:], (word.lower() for word in plain), strict=False):
+        if isinstance(token, Keyword):
+            if token.word != word:
+                break
+            matched += 1
+    return matched
+
+
+def _strip_prefixes(words: list[str]) -> list[str]:
+    # Slack delivers "<@U0BOT> cordon node01" for a mention; people also paste "/kubemaint ...".
+    if words and _MENTION.fullmatch(words[0]):
+        words = words[1:]
+    if words and words[0].lower() == _SLASH_COMMAND:
+        words = words[1:]
+    return words
+
+
+def _unknown_verb_reason(word: str, operations: Registry) -> str:
+    reason = f'unknown command "{quote_input(word)}"'
+    firsts = sorted({op.grammar.keywords[0] for op in operations.values()})
+    close = difflib.get_close_matches(word.lower(), firsts, n=1, cutoff=0.6)
+    if close:
+        reason += f"; did you mean `{close[0]}`?"
+    return reason
+
+
+def _parse_as(operation: Operation, words: list[str]) -> Command:
+    grammar = operation.grammar
+    values, positional = _parse_flags(grammar, operation.usage, words)
+    said = [grammar.keywords[0]]
+    for index, token in enumerate(grammar.phrase[1:]):
+        shown = " ".join(said)
+        if index >= len(positional):
+            missing = f"`{token.word}`" if isinstance(token, Keyword) else f"a {token.kind.placeholder}"
+            raise GrammarError(f"`{shown}` needs {missing}", operation.usage)
+        word = positional[index]
+        if isinstance(token, Keyword):
+            if word.lower() != token.word:
+                raise GrammarError(f'`{shown}` needs `{token.word}` here, not "{quote_input(word)}"', operation.usage)
+            said.append(token.word)
+            continue
+        try:
+            values[token.field] = token.kind.check(word, token.field.replace("_", " "))
+        except ValueError as error:
+            raise GrammarError(str(error), operation.usage) from None
+        said.append(token.kind.placeholder)
+    extra = positional[len(grammar.phrase) - 1:]
+    if extra:
+        raise GrammarError(f'`{" ".join(grammar.keywords)}` does not take "{quote_input(" ".join(extra))}"',
+                           operation.usage)
+    return Command(operation, operation.options(**values))
+
+
+def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Flags (anywhere after the first word, `--name value` or `--name=value`) by field, and the
+    positional words."""
+    values: dict[str, Any] = {}
+    positional: list[str] = []
+    unknown: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if not word.startswith("--"):
+            positional.append(word)
+            continue
+        raw_name, has_value, inline = word[2:].partition("=")
+        spec = grammar.flag(raw_name.lower())
+        if spec is None:
+            unknown.append(f'"{quote_input(word)}"')
+        elif spec.kind is None:
+            if has_value:
+                raise GrammarError(f"`--{spec.name}` takes no value", usage)
+            values[spec.field] = True
+        else:
+            if spec.field in values:
+                raise GrammarError(f"`--{spec.name}` is given twice", usage)
+            raw, index = _flag_value(spec, words, index, inline if has_value else None)
+            if not raw:
+                raise GrammarError(f"`--{spec.name}` needs a value: --{spec.name} {spec.kind.placeholder}", usage)
+            try:
+                values[spec.field] = spec.kind.check(raw, spec.noun)
+            except ValueError as error:
+                raise GrammarError(f"--{spec.name}: {error}", usage) from None
+    if unknown:
+        known = ", ".join(f"--{f.name}" for f in grammar.flags) or "no flags"
+        raise GrammarError(f"`{' '.join(grammar.keywords)}` does not know {', '.join(unknown)} (it takes {known})",
+                           usage)
+    return values, positional
+
+
+def _flag_value(spec: Flag, words: list[str], index: int, inline: str | None) -> tuple[str, int]:
+    """The flag's value (which may span several words, for a selector) and where parsing goes on."""
+    if inline is not None:
+        raw = inline
+    elif index < len(words) and not words[index].startswith("--"):
+        raw, index = words[index], index + 1
+    else:
+        return "", index
+    while (spec.kind.continues and raw and index < len(words) and not words[index].startswith("--")
+           and spec.kind.continues(raw, words[index])):
+        raw, index = f"{raw} {words[index]}", index + 1
+    return raw, index
+

@@ -1,0 +1,219 @@
+"""Handler processes: the work behind each Slack request runs apart from the process that acks.
+
+Planning a command reads the whole cluster and renders it, which keeps the GIL busy. In the
+process that talks to Slack, a burst of twenty commands held acks back for a few hundred
+milliseconds (Slack re-sends what is not acked within 3 s). So `kubemaint serve` only acks and
+forwards each request, a small picklable `Request`, to `handler_processes` child processes that
+each run requests in their own thread pool. The first child also publishes job progress and
+expires approval requests. A child that dies is started again; the requests it was working on
+are lost, as they would be if the whole bot had crashed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import signal
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from bot.chat.config import Settings
+    from bot.chat.service import Kubemaint
+
+log = structlog.get_logger("kubemaint.handling")
+THREADS_PER_PROCESS = 32
+SUPERVISE_INTERVAL = 1.0
+DELIVERY_TTL = 3600
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a listener hands over: `kind` is message, command or click; `key` makes a Slack
+    re-delivery recognisable (the same key is handled once)."""
+
+    kind: str
+    key: str
+    user: str
+    channel: str
+    text: str = ""  # message and command text
+    thread_ts: str | None = None
+    action_id: str = ""  # clicks
+    value: str = ""
+
+
+def first_delivery(redis: Redis, key: str) -> bool:
+    return bool(redis.set(f"kubemaint:delivery:{key}", "1", nx=True, ex=DELIVERY_TTL))
+
+
+def group_ids(settings: Settings) -> list[str]:
+    roles = settings.roles
+    return sorted({g for g in (*roles.viewers, *roles.operators, *roles.approvers) if g.startswith("S")})
+
+
+def start_background(service: Kubemaint, redis: Redis, settings: Settings, stop: threading.Event) -> threading.Thread:
+    """The progress publisher (and approval expiry), in the first handler process."""
+    from bot.chat.progress import ProgressPublisher
+    from bot.chat.throttle import EditThrottle
+
+    throttle = EditThrottle(per_job_interval=settings.progress.edit_interval_seconds,
+                            per_minute=settings.progress.updates_per_minute)
+    publisher = ProgressPublisher(redis, service.chat, throttle)
+    thread = threading.Thread(target=publisher.run, args=(stop,), kwargs={"idle": service.expire_requests},
+                              name="progress", daemon=True)
+    thread.start()
+    return thread
+
+
+def handle(service: Kubemaint, request: Request) -> None:
+    """Run one request against the service (in a handler process)."""
+    from bot.chat.service import Message
+
+    if request.kind == "message":
+        service.handle_message(Message(request.user, request.channel, request.thread_ts, request.text))
+    elif request.kind == "command":
+        # A slash command leaves no message to reply under, so start the thread ourselves.
+        ts = service.chat.post(request.channel, f"<@{request.user}>: `/kubemaint {request.text}`")
+        service.handle_message(Message(request.user, request.channel, ts, request.text))
+    elif request.kind == "click":
+        service.handle_click(request.user, request.channel, request.action_id, request.value)
+    else:
+        raise ValueError(f"unknown request kind {request.kind!r}")
+
+
+class Handlers:
+    """The pool of handler processes, started with `start()` and fed with `submit()`.
+
+    Each process reads its own pipe; requests go round the live ones in turn. (One shared
+    multiprocessing.Queue would be simpler, but a reader killed while waiting on it keeps the
+    queue's lock for ever, and the replacement process would never get a request.)
+    """
+
+    def __init__(self, config_path: str | None, processes: int, threads: int = THREADS_PER_PROCESS) -> None:
+        # spawn, not fork: the parent runs threads (Socket Mode, bolt), and a forked copy of a
+        # process with threads can inherit a lock held mid-operation.
+        self._context = multiprocessing.get_context("spawn")
+        self._config_path = config_path
+        self._threads = threads
+        self._slots: list[_Slot | None] = [None] * processes
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name="handler-supervisor", daemon=True)
+
+    def start(self) -> None:
+        # Ctrl-C reaches the whole process group, but the bot decides when handlers stop. A child
+        # started while SIGINT is ignored ignores it from its first instruction, before it could
+        # die mid-import; only the main thread (where start() runs) may change the disposition.
+        # A handler started again later ignores SIGINT once run_handler begins.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for index in range(len(self._slots)):
+                self._spawn(index)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        self._supervisor.start()
+
+    def submit(self, request: Request) -> None:
+        with self._lock:  # one writer per pipe at a time, and no respawn in between
+            slots = self._slots
+            for _ in range(len(slots)):
+                slot = slots[next(self._turn) % len(slots)]
+                if slot is not None and slot.process.is_alive():
+                    try:
+                        slot.pipe.send(request)
+                        return
+                    except OSError:
+                        continue  # it died just now; the supervisor replaces it
+            log.error("handler.none_alive", key=request.key)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._lock:
+            for slot in self._slots:
+                if slot is not None:
+                    slot.pipe.close()  # the handler reads the end of its pipe and finishes its work
+        for slot in self._slots:
+            if slot is not None:
+                slot.process.join(timeout)
+                if slot.process.is_alive():
+                    slot.process.kill()
+
+    def _spawn(self, index: int) -> None:
+        reader, writer = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=run_handler, name=f"kubemaint-handler-{index}",
+                                        args=(self._config_path, reader, index, self._threads), daemon=True)
+        process.start()
+        reader.close()  # the child has its own copy; ours would keep the pipe open after the child died
+        with self._lock:
+            old = self._slots[index]
+            self._slots[index] = _Slot(process, writer)
+        if old is not None:
+            old.pipe.close()
+        log.info("handler.started", index=index, pid=process.pid)
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(SUPERVISE_INTERVAL):
+            for index, slot in enumerate(self._slots):
+                if slot is not None and not slot.process.is_alive() and not self._stop.is_set():
+                    log.error("handler.died", index=index, pid=slot.process.pid, exitcode=slot.process.exitcode)
+                    self._spawn(index)
+
+
+@dataclass
+class _Slot:
+    process: Any
+    pipe: Any  # the write end of the handler's pipe
+
+
+def run_handler(config_path: str | None, requests: Any, index: int, threads: int) -> None:
+    """A handler process: build the service, then run requests until the bot closes the pipe
+    (or dies, which closes it too)."""
+    from redis import Redis
+
+    from bot.chat.service import Kubemaint
+    from bot.chat.slack_chat import SlackChat, web_client
+    from bot.chat.startup import freeze_start_up_objects, load_or_exit, process_resources
+    from bot.chat.threads import started_pool
+    from bot.engine.audit import audit, configure_logging
+
+    # Ctrl-C in a terminal reaches the whole process group; the bot decides when handlers stop
+    # (it closes their pipes), so a handler finishes its requests instead of dying mid-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so for the first handlers (see start())
+    configure_logging()
+    settings = load_or_exit(config_path)
+    redis = Redis.from_url(settings.redis_url)
+    slack = settings.slack
+    chat = SlackChat(web_client(slack.bot_token.get_secret_value(), slack.base_url), group_ids(settings))
+    service = Kubemaint(settings, redis, process_resources(settings), chat)
+    stop = threading.Event()
+    if index == 0:
+        start_background(service, redis, settings, stop)
+    pool = started_pool(threads, f"handler{index}")
+    from kubernetes.client import AppsV1Api, CoreV1Api, PolicyV1Api  # noqa: F401  (loaded lazily otherwise)
+
+    freeze_start_up_objects()
+
+    def work_safely(request: Request) -> None:
+        if not first_delivery(redis, request.key):
+            audit(redis, "delivery.duplicate", key=request.key)
+            return
+        try:
+            handle(service, request)
+        except Exception as error:  # the log has the details; the audit trail has the fact
+            log.exception("handler.error", key=request.key)
+            audit(redis, "handler.error", key=request.key, error=str(error)[:300])
+
+    while True:
+        try:
+            request = requests.recv()
+        except (EOFError, OSError):
+            break
+        pool.submit(work_safely, request)
+    stop.set()
+    pool.shutdown(wait=True)

@@ -1,0 +1,214 @@
+"""What the bot does with a message or a click, apart from Slack's wire details.
+
+bot/chat/app.py adapts slack-bolt to this; tests and the benchmark drive it through the emulator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from kubernetes.client.exceptions import ApiException
+from redis import Redis
+from urllib3.exceptions import HTTPError as TransportError
+
+from bot.chat import approval_store, authz, render
+from bot.chat.approvals import ApprovalRequest, decide, outcome
+from bot.chat.config import Settings
+from bot.chat.grammar import Command, GrammarError, parse
+from bot.chat.progress import remember_message
+from bot.chat.threads import started_pool
+from bot.contract import Asking, Plan
+from bot.contract.reports import progress_text, queued_view
+from bot.domain.ids import new_approval_id
+from bot.domain.text import MAX_MESSAGE_CHARS
+from bot.engine import JobSpec, queue
+from bot.engine.audit import audit
+
+log = structlog.get_logger("kubemaint.service")
+
+
+class Chat(Protocol):
+    """The few Slack calls the bot makes (bot/chat/slack_chat.py implements them with slack_sdk)."""
+
+    def post(self, channel: str, text: str, *, thread_ts: str | None = None, blocks: list | None = None) -> str: ...
+
+    def update(self, channel: str, ts: str, text: str, *, blocks: list | None = None) -> None: ...
+
+    def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None: ...
+
+    def groups_of(self, user: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Message:
+    user: str
+    channel: str
+    thread_ts: str | None  # where replies go: the thread of the message
+    text: str
+
+
+class Kubemaint:
+    """One message or click at a time: parse, authorize, then answer (read-only commands) or
+    gather, plan and ask for approval or queue the job. Which command does what is the
+    operations' business (bot/contract); nothing here names one."""
+
+    def __init__(self, settings: Settings, redis: Redis, resources: Mapping[str, Any], chat: Chat,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.operations = settings.operations
+        self.redis = redis
+        self.resources = resources
+        self.chat = chat
+        self.clock = clock
+        # Card redraws share Slack's chat.update budget with progress edits and may wait out a
+        # 429; they run here so that a waiting redraw never delays the next approval's job.
+        self.redraws = started_pool(2, "kubemaint-redraw")
+
+    # -- messages --------------------------------------------------------------------------
+
+    def handle_message(self, msg: Message) -> None:
+        reply = self._replier(msg)
+        try:
+            command = parse(msg.text, self.operations)
+        except GrammarError as error:
+            audit(self.redis, "request.invalid", user=msg.user, text=msg.text[:200], reason=error.reason)
+            reply(str(error))
+            return
+        roles = authz.roles_of(msg.user, self.chat.groups_of(msg.user), self.settings.roles)
+        try:
+            authz.check(command, roles, self.settings, user_id=msg.user)
+        except authz.NotAllowed as refusal:
+            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=refusal.message)
+            reply(refusal.message)
+            return
+        audit(self.redis, "request", user=msg.user, command=command.text, channel=msg.channel)
+        try:
+            if command.operation.read_only:
+                asking = Asking(msg.user, self.resources, self.settings, self.operations, self.clock())
+                reply(command.operation.answer(asking, command.options))
+            else:
+                self._plan_and_submit(msg, command)
+        except (ApiException, TransportError, ConnectionError) as error:
+            # The cluster API is down or refusing: say so instead of staying silent.
+            audit(self.redis, "request.failed", user=msg.user, command=command.text, error=str(error)[:300])
+            reply(f"Could not read the cluster for `{command.text}`: {cluster_error(error)}. Nothing was changed; "
+                  "try again in a moment.")
+
+    def _replier(self, msg: Message) -> Callable[[str], str]:
+        return lambda text: self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)
+
+    def _plan_and_submit(self, msg: Message, command: Command) -> None:
+        operation = command.operation
+        plan = operation.plan(operation.gather(self.resources, command.options), command.options)
+        if plan.refusal:
+            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal)
+            self.chat.post(msg.channel, plan.refusal, thread_ts=msg.thread_ts)
+            return
+        if getattr(command.options, "dry_run", False):
+            text = "\n".join([f"Dry run of `{command.text}`: nothing was changed.", *plan.lines])
+            self.chat.post(msg.channel, text[:MAX_MESSAGE_CHARS], thread_ts=msg.thread_ts)
+            audit(self.redis, "request.dry_run", user=msg.user, command=command.text)
+            return
+        policy = self.settings.policy(operation.name)
+        if not policy.approval_required:
+            self._submit(operation.name, plan, command.text, msg.user, (), msg.channel, msg.thread_ts)
+            return
+        request = ApprovalRequest(
+            id=new_approval_id(), command_text=command.text, requester=msg.user, channel=msg.channel,
+            created_at=self.clock(), ttl_seconds=policy.approval_ttl_seconds,
+            approvals_needed=policy.approvals_needed,
+        )
+        pending = approval_store.PendingRequest(
+            request=request, verb=operation.name, plan_lines=list(plan.lines), steps=list(plan.steps),
+            locks=list(plan.locks), next_command=plan.next_command, thread_ts=msg.thread_ts,
+        )
+        approval_store.save(self.redis, pending, still_pending=True)
+        pending.card_ts = self.chat.post(msg.channel, render.approval_fallback_text(request),
+                                         thread_ts=msg.thread_ts,
+                                         blocks=render.approval_card(request, plan.lines))
+        approval_store.save(self.redis, pending, still_pending=True)
+        audit(self.redis, "approval.requested", request=request.id, user=msg.user, command=command.text,
+              approvals_needed=request.approvals_needed, ttl_seconds=request.ttl_seconds)
+
+    def _submit(self, verb: str, plan: Plan | approval_store.PendingRequest, command_text: str, requester: str,
+                approvers: tuple[str, ...], channel: str, thread_ts: str | None) -> str:
+        spec = JobSpec.create(verb, command_text, requester, plan.steps, approvers=approvers, channel=channel,
+                              thread_ts=thread_ts, locks=plan.locks, next_command=plan.next_command)
+        # Queue first, so a worker starts at once; the progress publisher holds the job's
+        # events until the message below exists, so none is lost.
+        queue.submit(self.redis, spec)
+        ts = self.chat.post(channel, progress_text(queued_view(spec.id, command_text, spec.step_names())),
+                            thread_ts=thread_ts)
+        remember_message(self.redis, spec.id, channel, ts)
+        return spec.id
+
+    # -- clicks ----------------------------------------------------------------------------
+
+    def handle_click(self, user: str, channel: str, action_id: str, request_id: str) -> None:
+        if action_id not in (render.APPROVE_ACTION_ID, render.DENY_ACTION_ID):
+            return
+        with approval_store.deciding(self.redis, request_id):
+            pending = approval_store.load(self.redis, request_id)
+            if pending is None:
+                self.chat.ephemeral(channel, user, "This request no longer exists.")
+                return
+            roles = authz.roles_of(user, self.chat.groups_of(user), self.settings.roles)
+            now = self.clock()
+            decision = decide(pending.request, user, roles, action_id, now)
+            if not decision.changed:
+                audit(self.redis, "approval.ignored", request=request_id, user=user, action=action_id,
+                      reason=decision.message)
+                self.chat.ephemeral(channel, user, decision.message, thread_ts=pending.thread_ts)
+                return
+            pending.request = decision.request
+            state = decision.request.state(now)
+            audit(self.redis, f"approval.{action_id}", request=request_id, user=user, state=state,
+                  command=pending.request.command_text)
+            if state == "approved":
+                pending.job_id = self._submit(pending.verb, pending, pending.request.command_text,
+                                              pending.request.requester, pending.request.approvers, channel,
+                                              pending.thread_ts)
+            approval_store.save(self.redis, pending, still_pending=state == "pending")
+            self.redraws.submit(self._redraw_logged, pending, now)
+
+    def _redraw_logged(self, pending: approval_store.PendingRequest, now: float) -> None:
+        try:
+            self._redraw_card(pending, now)
+        except Exception:  # an executor would swallow it silently
+            log.exception("card.redraw_failed", request=pending.request.id)
+
+    def _redraw_card(self, pending: approval_store.PendingRequest, now: float) -> None:
+        request = pending.request
+        if request.state(now) == "pending":
+            blocks = render.approval_card(request, pending.plan_lines)
+        else:
+            blocks = render.decided_card(request, pending.plan_lines, now)
+        text = render.approval_fallback_text(request)
+        if request.state(now) != "pending":
+            text = f"`{request.command_text}`: {outcome(request) if request.state(now) != 'expired' else 'expired'}"
+        self.chat.update(request.channel, pending.card_ts, text, blocks=blocks)
+
+    def expire_requests(self) -> int:
+        """Mark cards whose time ran out, so nobody approves a stale plan; returns how many."""
+        now, expired = self.clock(), 0
+        for request_id in approval_store.pending_ids(self.redis):
+            with approval_store.deciding(self.redis, request_id):
+                pending = approval_store.load(self.redis, request_id)
+                if pending is None or pending.request.state(now) != "expired":
+                    continue
+                approval_store.save(self.redis, pending, still_pending=False)
+                audit(self.redis, "approval.expired", request=request_id, command=pending.request.command_text)
+                if pending.card_ts:
+                    self._redraw_card(pending, now)
+                expired += 1
+        return expired
+
+
+def cluster_error(error: BaseException) -> str:
+    if isinstance(error, ApiException):
+        return f"the API answered {error.status} {error.reason}"
+    return f"the API is unreachable ({type(error).__name__})"

@@ -1,0 +1,87 @@
+"""Starting kubemaint's processes: the Slack app with its handler processes, and job workers.
+
+Kept apart from the command line (bot/cli.py), which only parses arguments: handler processes
+start through here too, and nothing here imports the CLI.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import sys
+from pathlib import Path
+
+from bot.chat.config import ConfigError, Settings, load_settings
+from bot.contract.resources import Resources
+
+
+def load_or_exit(path: str | None) -> Settings:
+    try:
+        return load_settings(Path(path) if path else None)
+    except ConfigError as error:
+        raise SystemExit(f"kubemaint: {error}") from error
+
+
+def process_resources(settings: Settings) -> Resources:
+    """The resources the operations declare, built on first use and kept for the process's life."""
+    return Resources(settings.operations.resources, settings)
+
+
+def freeze_start_up_objects() -> None:
+    """What start-up loaded (the kube client, the Slack SDK, bolt, RQ) lives as long as the process;
+    freezing it keeps it out of the garbage collector's full passes. Without this, a full pass took
+    60-160 ms with the GIL held and stalled every Slack ack in the middle of a burst of commands."""
+    gc.collect()
+    gc.freeze()
+
+
+def serve(config_path: str | None) -> int:
+    """The Slack app: acks in this process, the work in `handler_processes` children."""
+    from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+
+    from bot.chat.app import SOCKET_MODE_THREADS, build_app
+    from bot.chat.handling import Handlers
+    from bot.chat.threads import prestart
+    from bot.engine.audit import configure_logging
+
+    configure_logging()
+    settings = load_or_exit(config_path)
+    handlers = Handlers(config_path, settings.handler_processes)
+    handlers.start()
+    app = build_app(settings, handlers.submit)
+    freeze_start_up_objects()
+    # SIGTERM (docker stop, systemd) and Ctrl-C end the bot quietly, and its handler processes with it.
+    for ending in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(ending, lambda signum, frame: sys.exit(0))
+    try:
+        if settings.slack.mode == "socket":
+            handler = SocketModeHandler(app, settings.slack.app_token.get_secret_value(),
+                                        web_client=app.client, concurrency=SOCKET_MODE_THREADS)
+            prestart(handler.client.message_workers, SOCKET_MODE_THREADS)
+            handler.start()
+        else:
+            app.start(port=settings.slack.http_port, path="/slack/events")
+    finally:
+        handlers.stop()
+    return 0
+
+
+def worker(config_path: str | None, name: str | None, burst: bool) -> int:
+    """A job worker: runs the operations' steps, with the resources they need."""
+    from rq import SimpleWorker
+
+    from bot.engine.worker import run_worker
+
+    settings = load_or_exit(config_path)
+    resources = process_resources(settings)
+    # Building them now (the kube client imports a lot lazily) means the first job starts its first
+    # step in milliseconds instead of half a second.
+    for needed in settings.operations.needed_resources():
+        resources[needed]
+    freeze_start_up_objects()
+    # Jobs run in the worker process itself rather than a fork per job: forking a process that
+    # holds the kube client costs tens of milliseconds a job, and a crash of either is the same
+    # crash for the sweeper, which resumes the job on another worker.
+    run_worker(settings.redis_url, name=name, burst=burst, resources_factory=lambda: resources,
+               worker_class=SimpleWorker)
+    return 0

@@ -1,0 +1,104 @@
+"""Cluster access through the official kubernetes client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
+from urllib3.exceptions import HTTPError as TransportError
+
+from bot.cluster.snapshot import ClusterSnapshot, snapshot_from_api
+
+PAGE = 500  # what kubectl asks for
+POOL_SIZE = 32
+
+
+@dataclass
+class Kube:
+    api: client.ApiClient
+    core: client.CoreV1Api
+    apps: client.AppsV1Api
+    policy: client.PolicyV1Api
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def connect(kubeconfig: Path | None = None, context: str | None = None) -> Kube:
+    """Clients for the cluster in `kubeconfig` (or the in-cluster service account)."""
+    if kubeconfig is None:
+        config.load_incluster_config()
+        api = client.ApiClient()
+    else:
+        api = config.new_client_from_config(config_file=str(kubeconfig), context=context)
+    # The bot reads the cluster from many threads at once; urllib3's default pool of 4
+    # connections would make them queue.
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = POOL_SIZE
+    return Kube(api, client.CoreV1Api(api), client.AppsV1Api(api), client.PolicyV1Api(api))
+
+
+def raw(response) -> dict:
+    """The JSON of a `_preload_content=False` response, handing its connection back to the pool
+    (otherwise every request would open a new TLS connection). orjson, because a snapshot decodes
+    every pod in the cluster and the stdlib decoder was the bot's largest CPU cost under load."""
+    try:
+        return orjson.loads(response.data) if response.data else {}
+    finally:
+        response.release_conn()
+
+
+def transient(error: BaseException) -> bool:
+    """Worth retrying: the API asked us to slow down, had a passing fault, or the connection dropped."""
+    if isinstance(error, ApiException):
+        return error.status == 429 or (error.status or 0) >= 500 or error.status == 0
+    return isinstance(error, TransportError | ConnectionError)
+
+
+# Reads and idempotent writes ride out a flaky API (429s, 5xx, dropped connections) for a while.
+retrying = retry(retry=retry_if_exception(transient), wait=wait_exponential(multiplier=0.2, max=3),
+                 stop=stop_after_attempt(8) | stop_after_delay(30), reraise=True)
+
+
+def list_all(list_call, **kwargs) -> list[dict]:
+    """Every item of a paginated list, as plain JSON (skipping the client's model objects,
+    which are slow to build and not needed by the planners)."""
+    items: list[dict] = []
+    token = None
+    while True:
+        page = raw(retrying(list_call)(limit=PAGE, _continue=token, _preload_content=False, **kwargs))
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+
+
+def read_snapshot(kube: Kube, *, budgets: bool = True, node: str | None = None) -> ClusterSnapshot:
+    """Nodes and pods; with `budgets`, also PDBs and DaemonSets (what eviction planning needs:
+    a pod whose DaemonSet is gone is an orphan). Status and cordon skip those two lists. With
+    `node`, only that node's pods (a field selector, as kubectl drain lists them)."""
+    nodes = list_all(kube.core.list_node)
+    scope = {"field_selector": f"spec.nodeName={node}"} if node else {}
+    pods = list_all(kube.core.list_pod_for_all_namespaces, **scope)
+    if not budgets:
+        return snapshot_from_api(nodes, pods)
+    pdbs = list_all(kube.policy.list_pod_disruption_budget_for_all_namespaces)
+    daemonsets = list_all(kube.apps.list_daemon_set_for_all_namespaces)
+    return snapshot_from_api(nodes, pods, pdbs, daemonsets)
+
+
+@retrying
+def read_node(kube: Kube, name: str) -> dict:
+    return raw(kube.core.read_node(name, _preload_content=False))
+
+
+@retrying
+def set_unschedulable(kube: Kube, name: str, unschedulable: bool) -> None:
+    # The same strategic-merge patch kubectl sends; null removes the field on uncordon. The answer
+    # is not turned into the client's model objects: nothing reads it, and building them costs
+    # more CPU than the request.
+    raw(kube.core.patch_node(name, {"spec": {"unschedulable": True if unschedulable else None}},
+                             _preload_content=False))

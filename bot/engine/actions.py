@@ -1,0 +1,179 @@
+"""The action registry and what an action sees while it runs (`StepContext`).
+
+Operations register their step functions with one decorator:
+
+    @action("cordon")
+    def cordon(ctx: StepContext, node: str) -> str:
+        client = ctx.resources["kube"]
+        ...                      # re-check the world first: the step may be a re-run
+        return f"{node} cordoned"  # the detail line shown in the thread
+
+A step's args are stored as JSON; a parameter annotated with a dataclass (an operation's frozen
+options, say) is rebuilt as that type before the call (`invoke`).
+
+An action must be idempotent: after a crash the runner calls it again from the start, with the
+`checkpoint_data` it had saved. Long actions call `ctx.progress(...)` now and then and stop at safe
+points with `ctx.stop_if_cancelled()` (or check `ctx.cancelled()` and raise `JobCancelled`). Steps
+of one job share values through `ctx.job_data` (a drain's deadline, say), never by reading another
+step's checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
+
+ActionFn = Callable[..., str | None]
+F = TypeVar("F", bound=ActionFn)
+
+ACTIONS: dict[str, ActionFn] = {}
+
+
+class UnknownAction(LookupError):
+    pass
+
+
+class JobCancelled(Exception):
+    """Raised at a safe point to stop the job: the step is left unfinished, its checkpoint kept."""
+
+
+def action(name: str) -> Callable[[F], F]:
+    """Register `fn(ctx, **args) -> str | None` as the action `name`."""
+
+    def register(fn: F) -> F:
+        existing = ACTIONS.get(name)
+        if existing is not None and _qualified(existing) != _qualified(fn):
+            raise ValueError(f"action {name!r} is already registered by {_qualified(existing)}")
+        ACTIONS[name] = fn
+        return fn
+
+    return register
+
+
+def _qualified(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def invoke(fn: ActionFn, ctx: StepContext, args: Mapping[str, Any]) -> str | None:
+    """Call `fn(ctx, **args)`, rebuilding the dataclass-typed parameters from their JSON."""
+    adapters = _adapters(fn)
+    return fn(ctx, **{name: adapters[name].validate_python(value) if name in adapters and isinstance(value, dict)
+                      else value for name, value in args.items()})
+
+
+@functools.cache
+def _adapters(fn: ActionFn) -> dict[str, TypeAdapter]:
+    hints = typing.get_type_hints(fn)
+    return {name: TypeAdapter(hint) for name, hint in hints.items()
+            if name != "return" and isinstance(hint, type) and dataclasses.is_dataclass(hint)}
+
+
+def get_action(name: str) -> ActionFn:
+    try:
+        return ACTIONS[name]
+    except KeyError:
+        known = ", ".join(sorted(ACTIONS)) or "none"
+        raise UnknownAction(
+            f"no action named {name!r} is registered in this worker (is the module that defines it imported? "
+            f"known actions: {known})") from None
+
+
+class Resources(dict):
+    """What actions need from the outside world (kube clients, SSH, ...), keyed by name.
+
+    The worker builds it with its `resources_factory` for each job run, in the process that runs the job.
+    """
+
+    def __missing__(self, key: str) -> Any:
+        known = ", ".join(sorted(self)) or "none"
+        raise KeyError(f"no resource named {key!r}: the worker's resources_factory provides: {known}")
+
+    def close(self) -> None:
+        for value in self.values():
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
+
+
+class SharedResources(Resources):
+    """Resources a worker keeps for its whole life and lends to every job run: closing a run leaves them open."""
+
+    def close(self) -> None:
+        pass
+
+
+ResourcesFactory = Callable[[], Mapping[str, Any]]
+
+
+class CheckpointData(MutableMapping[str, Any]):
+    """A per-step dict persisted in Redis on every assignment, so a re-run can resume where it stopped.
+
+    Values must be JSON-serialisable. Assign to persist (`data["evicted"] = names`); after mutating a
+    nested value in place, call `save()`.
+    """
+
+    def __init__(self, initial: Mapping[str, Any], save: Callable[[dict[str, Any]], None]) -> None:
+        self._data = dict(initial)
+        self._save = save
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+        self.save()
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self.save()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def update_many(self, values: Mapping[str, Any]) -> None:
+        """Several keys in one write."""
+        self._data.update(values)
+        self.save()
+
+    def save(self) -> None:
+        self._save(dict(self._data))
+
+    def __repr__(self) -> str:
+        return f"CheckpointData({self._data!r})"
+
+
+class StepContext:
+    """What the runner hands to an action."""
+
+    def __init__(self, *, job_id: str, step: str, resources: Any, log: Any, checkpoint_data: CheckpointData,
+                 cancelled: Callable[[], bool], progress: Callable[[str], None],
+                 job_data: CheckpointData | None = None) -> None:
+        self.job_id = job_id
+        self.step = step
+        self.resources = resources
+        self.log = log
+        self.checkpoint_data = checkpoint_data  # this step's own, kept across re-runs of the step
+        self.job_data = job_data if job_data is not None else CheckpointData({}, lambda values: None)
+        self._cancelled = cancelled
+        self._progress = progress
+
+    def cancelled(self) -> bool:
+        """True once the job should stop at the next safe point (cancel requested, or this run lost its job)."""
+        return self._cancelled()
+
+    def stop_if_cancelled(self) -> None:
+        """A safe point: raise JobCancelled if the job should stop."""
+        if self._cancelled():
+            raise JobCancelled()
+
+    def progress(self, detail: str) -> None:
+        """Report progress of a long step (an event on the stream; the bot throttles what it shows)."""
+        self._progress(detail)

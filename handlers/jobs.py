@@ -1,0 +1,47 @@
+"""jobs, job ID, cancel ID, resume ID: reading and steering the job queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.contract import OPERATORS, READ_ONLY, Asking, NoOptions, Operation
+from bot.contract.reports import change_text, job_view, jobs_text, progress_text
+from bot.engine import cancel, get_job, list_jobs, resume
+
+RECENT_JOBS = 15
+
+
+@dataclass(frozen=True)
+class JobIdOptions:
+    job_id: str
+
+
+def answer_jobs(asking: Asking, options: NoOptions) -> str:
+    records = list_jobs(asking.resources["redis"], limit=RECENT_JOBS)
+    return jobs_text([job_view(record, asking.now) for record in records])
+
+
+def answer_job(asking: Asking, options: JobIdOptions) -> str:
+    record = get_job(asking.resources["redis"], options.job_id)
+    if record is None:
+        return f"No job {options.job_id}: it does not exist or has expired (see `jobs`)."
+    return progress_text(job_view(record, asking.now))
+
+
+def answer_cancel(asking: Asking, options: JobIdOptions) -> str:
+    return change_text(cancel(asking.resources["redis"], options.job_id, by=asking.user))
+
+
+def answer_resume(asking: Asking, options: JobIdOptions) -> str:
+    # The steps re-check the world before acting, so resuming a stale job is safe.
+    return change_text(resume(asking.resources["redis"], options.job_id, by=asking.user))
+
+
+JOBS = Operation(name="jobs", words="jobs", policy=READ_ONLY, needs=("redis",),
+                 description="list recent and running jobs", answer=answer_jobs)
+JOB = Operation(name="job", words="job JOB_ID", options=JobIdOptions, policy=READ_ONLY, needs=("redis",),
+                description="show the steps and progress of one job", answer=answer_job)
+CANCEL = Operation(name="cancel", words="cancel JOB_ID", options=JobIdOptions, policy=OPERATORS, needs=("redis",),
+                   description="stop a running job at its next safe point", answer=answer_cancel)
+RESUME = Operation(name="resume", words="resume JOB_ID", options=JobIdOptions, policy=OPERATORS, needs=("redis",),
+                   description="continue a failed or halted job from the step where it stopped", answer=answer_resume)
