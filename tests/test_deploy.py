@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.stack import CHANNEL, Stack
+from tests.chat_driver import ALICE, BOB, Chat, Stack
 
 RBAC = Path(__file__).parents[1] / "deploy" / "rbac.yaml"
 
@@ -42,24 +42,16 @@ def allowed(rules: list[dict], group: str, resource: str, verbs: frozenset[str])
 
 def test_every_request_of_a_maintenance_session_is_allowed_by_the_cluster_role():
     with Stack(time_scale=0.05) as stack:
-        chat = stack.slack.client
+        chat = Chat(stack)
         stack.lab.admin("POST", "counters/reset")
-
-        def run(text: str, approve: bool = False) -> None:
-            said = chat.say("U0ALICE", CHANNEL, f"<@U0BOT> {text}")
-            first = chat.wait_for_message(lambda m: m.get("user") == "U0BOT" and m.get("thread_ts") == said["ts"],
-                                          channel=CHANNEL, timeout=30)
-            if approve:
-                chat.click("U0BOB", CHANNEL, first["ts"], "approve")
-            chat.wait_for_message(lambda m: m.get("user") == "U0BOT" and m.get("thread_ts") == said["ts"]
-                                  and "succeeded" in (m.get("text") or ""), channel=CHANNEL, timeout=60)
-
-        said = chat.say("U0ALICE", CHANNEL, "<@U0BOT> status")
-        chat.wait_for_message(lambda m: m.get("thread_ts") == said["ts"] and m.get("user") == "U0BOT",
-                              channel=CHANNEL, timeout=30)
-        run("cordon node01", approve=True)
-        run("drain node01 --force", approve=True)
-        run("uncordon node01")
+        chat.ask("status", user=ALICE)
+        cordon = chat.ask("cordon node01", user=ALICE)
+        cordon.approve(user=BOB)
+        cordon.wait("succeeded", timeout=60)
+        drain = chat.ask("drain node01 --force", user=ALICE)
+        drain.approve(user=BOB)
+        drain.wait("succeeded", timeout=60)
+        chat.ask("uncordon node01", user=ALICE).wait("succeeded", timeout=60)
         requests = stack.lab.counters()["requests"]
 
     rules = cluster_role_rules()
