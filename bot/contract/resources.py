@@ -41,10 +41,3 @@ class Resources(SharedResources):
             if name not in self:
                 self[name] = kind.build(self._settings)
             return dict.__getitem__(self, name)
-
-    def close_all(self) -> None:
-        """When the process ends: close what was built."""
-        for value in self.values():
-            close = getattr(value, "close", None)
-            if callable(close):
-                close()

@@ -9,15 +9,10 @@ import secrets
 # jobs, and unmistakable for a node name (the prefix).
 JOB_ID_PATTERN = re.compile(r"j-[0-9a-f]{8}")
 BACKUP_ID_PATTERN = re.compile(r"b-[0-9a-f]{8}")
-APPROVAL_ID_PATTERN = re.compile(r"a-[0-9a-f]{8}")
 
 
 def new_job_id() -> str:
     return "j-" + secrets.token_hex(4)
-
-
-def new_backup_id() -> str:
-    return "b-" + secrets.token_hex(4)
 
 
 def new_approval_id() -> str:

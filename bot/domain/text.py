@@ -65,8 +65,3 @@ def duration(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60}m {whole % 60:02d}s"
     return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """`1 pod`, `3 pods`."""
-    return f"{count} {noun if count == 1 else (many or noun + 's')}"

@@ -138,11 +138,6 @@ class CheckpointData(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def update_many(self, values: Mapping[str, Any]) -> None:
-        """Several keys in one write."""
-        self._data.update(values)
-        self.save()
-
     def save(self) -> None:
         self._save(dict(self._data))
 
