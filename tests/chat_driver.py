@@ -12,6 +12,7 @@ the workspace changes); nothing sleeps and hopes. A wait that runs out raises Ti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -93,10 +94,18 @@ class Chat:
         self.redis = Redis.from_url(stack.redis.url)
 
     def reset(self) -> Chat:
-        """A clean cluster for the next test: the lab's objects back to the scenario, no API faults.
+        """A clean slate for the next test: the lab's objects back to the scenario, no API faults, and
+        no approval request left open (each requester withdraws theirs with Deny, as a person would:
+        the bot points a repeated ask to the open card instead of making a second one).
         (Slack messages, jobs in Redis and the workers are left as they are.)"""
         self.stack.lab.reset()
         self.stack.lab.set_faults({})
+        for card in [m for m in self.client.messages(self.channel) if buttons(m) == ["approve", "deny"]]:
+            requester = re.match(r"<@(U[A-Z0-9]+)> asks to run", card.get("text") or "")
+            if requester:
+                self.client.click(requester[1], self.channel, card["ts"], "deny")
+                self.wait_for(lambda card=card: not buttons(self.client.message(self.channel, card["ts"])),
+                              timeout=20, what="a withdrawn card to lose its buttons")
         return self
 
     # -- talking -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the worker's actions re-check the cluster before they act.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,13 +55,30 @@ class PendingRequest:
         )
 
 
+def _open_key(requester: str, command_text: str) -> str:
+    digest = hashlib.sha256(command_text.encode()).hexdigest()[:16]
+    return f"kubemaint:approvals:open:{requester}:{digest}"
+
+
+def claim(redis: Redis, request: ApprovalRequest, *, replace: bool = False) -> str | None:
+    """Mark `request` as its requester's open request for its command; None if it is the first,
+    else the id of the open request already there (a repeated ask gets pointed to that card)."""
+    key = _open_key(request.requester, request.command_text)
+    if redis.set(key, request.id, nx=not replace, ex=request.ttl_seconds):
+        return None
+    existing = redis.get(key)
+    return existing.decode() if isinstance(existing, bytes) else existing
+
+
 def save(redis: Redis, pending: PendingRequest, *, still_pending: bool) -> None:
+    request = pending.request
     with redis.pipeline() as pipe:
-        pipe.set(_key(pending.request.id), pending.to_json(), ex=RECORD_TTL)
+        pipe.set(_key(request.id), pending.to_json(), ex=RECORD_TTL)
         if still_pending:
-            pipe.sadd(PENDING, pending.request.id)
+            pipe.sadd(PENDING, request.id)
         else:
-            pipe.srem(PENDING, pending.request.id)
+            pipe.srem(PENDING, request.id)
+            pipe.delete(_open_key(request.requester, request.command_text))  # the same ask is new again
         pipe.execute()
 
 

@@ -56,18 +56,25 @@ def group_ids(settings: Settings) -> list[str]:
     return sorted({g for g in (*roles.viewers, *roles.operators, *roles.approvers) if g.startswith("S")})
 
 
-def start_background(service: Kubemaint, redis: Redis, settings: Settings, stop: threading.Event) -> threading.Thread:
-    """The progress publisher (and approval expiry), in the first handler process."""
+def start_background(service: Kubemaint, redis: Redis, settings: Settings, slack: Any,
+                     stop: threading.Event) -> list[threading.Thread]:
+    """In the first handler process: the outbox's sender (the one place that posts to Slack), and
+    the progress publisher (with approval expiry)."""
+    from bot.chat.outbox import OutboxSender
     from bot.chat.progress import ProgressPublisher
     from bot.chat.throttle import EditThrottle
 
     throttle = EditThrottle(per_job_interval=settings.progress.edit_interval_seconds,
                             per_minute=settings.progress.updates_per_minute)
     publisher = ProgressPublisher(redis, service.chat, throttle)
-    thread = threading.Thread(target=publisher.run, args=(stop,), kwargs={"idle": service.expire_requests},
-                              name="progress", daemon=True)
-    thread.start()
-    return thread
+    threads = [
+        threading.Thread(target=OutboxSender(redis, slack).run, args=(stop,), name="outbox", daemon=True),
+        threading.Thread(target=publisher.run, args=(stop,), kwargs={"idle": service.expire_requests},
+                         name="progress", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def handle(service: Kubemaint, request: Request) -> None:
@@ -176,6 +183,7 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
     (or dies, which closes it too)."""
     from redis import Redis
 
+    from bot.chat.outbox import Outbox
     from bot.chat.service import Kubemaint
     from bot.chat.slack_chat import SlackChat, web_client
     from bot.chat.startup import freeze_start_up_objects, load_or_exit, process_resources
@@ -188,12 +196,15 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
     configure_logging()
     settings = load_or_exit(config_path)
     redis = Redis.from_url(settings.redis_url)
-    slack = settings.slack
-    chat = SlackChat(web_client(slack.bot_token.get_secret_value(), slack.base_url), group_ids(settings))
-    service = Kubemaint(settings, redis, process_resources(settings), chat)
+    token, base_url = settings.slack.bot_token.get_secret_value(), settings.slack.base_url
+    # Handlers enqueue what they say; the sender in the first handler posts it (its client leaves
+    # 429s to the outbox, which pauses and retries queue-wide).
+    direct = SlackChat(web_client(token, base_url, retry_rate_limited=False), group_ids(settings))
+    lookups = SlackChat(web_client(token, base_url), group_ids(settings))
+    service = Kubemaint(settings, redis, process_resources(settings), Outbox(redis, lookups.groups_of))
     stop = threading.Event()
     if index == 0:
-        start_background(service, redis, settings, stop)
+        start_background(service, redis, settings, direct, stop)
     pool = started_pool(threads, f"handler{index}")
     from kubernetes.client import AppsV1Api, CoreV1Api, PolicyV1Api  # noqa: F401  (loaded lazily otherwise)
 

@@ -16,15 +16,14 @@ from redis import Redis
 from urllib3.exceptions import HTTPError as TransportError
 
 from bot.chat import approval_store, authz, render
-from bot.chat.approvals import ApprovalRequest, decide, outcome
+from bot.chat.approvals import ApprovalRequest, clock_time, decide, outcome
 from bot.chat.config import Settings
 from bot.chat.grammar import Command, GrammarError, parse
 from bot.chat.progress import remember_message
-from bot.chat.threads import started_pool
 from bot.contract import Asking, Plan
 from bot.contract.reports import progress_text, queued_view
 from bot.domain.ids import new_approval_id
-from bot.domain.text import MAX_MESSAGE_CHARS
+from bot.domain.text import MAX_MESSAGE_CHARS, escape
 from bot.engine import JobSpec, queue
 from bot.engine.audit import audit
 
@@ -64,9 +63,6 @@ class Kubemaint:
         self.resources = resources
         self.chat = chat
         self.clock = clock
-        # Card redraws share Slack's chat.update budget with progress edits and may wait out a
-        # 429; they run here so that a waiting redraw never delays the next approval's job.
-        self.redraws = started_pool(2, "kubemaint-redraw")
 
     # -- messages --------------------------------------------------------------------------
 
@@ -122,6 +118,10 @@ class Kubemaint:
             created_at=self.clock(), ttl_seconds=policy.approval_ttl_seconds,
             approvals_needed=policy.approvals_needed,
         )
+        if (earlier := self._open_request(request)) is not None:
+            audit(self.redis, "request.repeated", user=msg.user, command=command.text, request=earlier.request.id)
+            self.chat.post(msg.channel, already_asked(earlier), thread_ts=msg.thread_ts)
+            return
         pending = approval_store.PendingRequest(
             request=request, verb=operation.name, plan_lines=list(plan.lines), steps=list(plan.steps),
             locks=list(plan.locks), next_command=plan.next_command, thread_ts=msg.thread_ts,
@@ -133,6 +133,17 @@ class Kubemaint:
         approval_store.save(self.redis, pending, still_pending=True)
         audit(self.redis, "approval.requested", request=request.id, user=msg.user, command=command.text,
               approvals_needed=request.approvals_needed, ttl_seconds=request.ttl_seconds)
+
+    def _open_request(self, request: ApprovalRequest) -> approval_store.PendingRequest | None:
+        """The same user's request for the same command that still waits for a decision, if any."""
+        earlier_id = approval_store.claim(self.redis, request)
+        if earlier_id is None:
+            return None
+        earlier = approval_store.load(self.redis, earlier_id)
+        if earlier is not None and earlier.request.state(self.clock()) == "pending":
+            return earlier
+        approval_store.claim(self.redis, request, replace=True)  # that one expired meanwhile: this one is open
+        return None
 
     def _submit(self, verb: str, plan: Plan | approval_store.PendingRequest, command_text: str, requester: str,
                 approvers: tuple[str, ...], channel: str, thread_ts: str | None) -> str:
@@ -173,13 +184,7 @@ class Kubemaint:
                                               pending.request.requester, pending.request.approvers, channel,
                                               pending.thread_ts)
             approval_store.save(self.redis, pending, still_pending=state == "pending")
-            self.redraws.submit(self._redraw_logged, pending, now)
-
-    def _redraw_logged(self, pending: approval_store.PendingRequest, now: float) -> None:
-        try:
             self._redraw_card(pending, now)
-        except Exception:  # an executor would swallow it silently
-            log.exception("card.redraw_failed", request=pending.request.id)
 
     def _redraw_card(self, pending: approval_store.PendingRequest, now: float) -> None:
         request = pending.request
@@ -206,6 +211,15 @@ class Kubemaint:
                     self._redraw_card(pending, now)
                 expired += 1
         return expired
+
+
+def already_asked(earlier: approval_store.PendingRequest) -> str:
+    """The pointer a repeated ask gets instead of a second card."""
+    request = earlier.request
+    so_far = f", {len(request.approvals)} of {request.approvals_needed} approvals so far" if request.approvals else ""
+    return (f"You already asked for `{escape(request.command_text)}` at {clock_time(request.created_at)}: that "
+            f"request (`{request.id}`) is still waiting for approval{so_far}, and its card is the one to approve. "
+            f"It expires at {clock_time(request.expires_at)}; Deny on that card withdraws it.")
 
 
 def cluster_error(error: BaseException) -> str:

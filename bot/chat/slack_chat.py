@@ -1,4 +1,5 @@
-"""The bot's Slack calls, through slack_sdk's WebClient."""
+"""The bot's Slack calls, through slack_sdk's WebClient. The bot's handlers send through the outbox
+(bot/chat/outbox.py); its sender makes these calls."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 GROUP_CACHE_SECONDS = 60.0
 
 
-def web_client(token: str, base_url: str | None) -> WebClient:
+def web_client(token: str, base_url: str | None, *, retry_rate_limited: bool = True) -> WebClient:
+    """A Web API client. `retry_rate_limited`: the SDK waits out a 429's Retry-After and tries again
+    (for the few calls made directly); the outbox sender handles 429s itself, queue-wide."""
     client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL)
-    # Slack answers 429 with Retry-After when we edit too fast; wait and retry instead of failing.
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
+    if retry_rate_limited:
+        client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
     return client
 
 
