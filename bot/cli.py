@@ -48,11 +48,13 @@ def audit(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from bot.chat.startup import load_or_exit
+    from bot.chat.startup import load_or_exit, redis_warnings
 
     settings = load_or_exit(args.config)
     print(f"configuration OK: Slack {settings.slack.mode} mode, Redis {settings.redis_url}, "
           f"{len(settings.operations)} commands, {len(settings.policies)} command policies")
+    for warning in redis_warnings(settings):
+        print(f"warning: {warning}")
     return 0
 
 

@@ -62,6 +62,13 @@ def plan_uncordon(snapshot: ClusterSnapshot, options: NodeOptions) -> Plan:
     return Plan(lines, steps=(uncordon_step(node.name),), locks=(f"node:{node.name}",), next_command="status")
 
 
+def describe_node(snapshot: ClusterSnapshot, options: NodeOptions) -> list[str]:
+    node = snapshot.nodes.get(options.node)
+    if node is None:
+        return [f"{options.node} is not in the cluster any more."]
+    return [f"{node.name} is {'schedulable' if node.schedulable else 'cordoned'}."]
+
+
 def _set_schedulable(ctx: StepContext, node: str, schedulable: bool) -> str:
     client = ctx.resources["kube"]
     current = kube.read_node(client, node)  # re-check the world: the step may be a re-run
@@ -86,10 +93,12 @@ def uncordon(ctx: StepContext, node: str) -> str:
 CORDON = Operation(
     name="cordon", words="cordon NODE", options=NodeOptions, policy=OPERATORS, needs=("kube",),
     description="mark a node unschedulable; running pods stay where they are",
-    gather=read_node_and_its_pods, plan=plan_cordon,
+    gather=read_node_and_its_pods, plan=plan_cordon, describe=describe_node,
+    undo=lambda options: f"uncordon {options.node}",
 )
 UNCORDON = Operation(
     name="uncordon", words="uncordon NODE", options=NodeOptions, policy=OPERATORS, needs=("kube",),
     description="make a node schedulable again; pods do not move back by themselves",
-    gather=read_node_and_its_pods, plan=plan_uncordon,
+    gather=read_node_and_its_pods, plan=plan_uncordon, describe=describe_node,
+    undo=lambda options: f"cordon {options.node}",
 )

@@ -42,7 +42,7 @@ def wait_for_state(r: Redis, job_id: str, *states: str, timeout: float = 15.0) -
     def describe() -> str:
         record = get_job(r, job_id)
         return f"{job_id} to reach {states} (now {record.state if record else 'missing'}: " \
-               f"{record.message if record else ''})"
+               f"{record.ending if record else ''})"
 
     try:
         return wait_until(reached, timeout, interval=0.02)

@@ -70,6 +70,24 @@ def test_forced_drain_after_approval_moves_apps_and_loses_hr_app(seeds):
     assert kubectl_nodes(seeds)["node01"] == "Ready"
 
 
+def test_a_second_drain_of_a_drained_node_says_it_evicted_nothing(seeds):
+    """Two approved drains of one node: the second runs after the first and reports what it did,
+    not what it planned (it used to say "6 pods evicted ... 6 pods gone")."""
+    chat = fresh(seeds)
+    first = chat.ask("drain node01 --force")
+    second = chat.ask("drain node01 --force --grace-period 5")  # asked while the first still waits
+    first_id, second_id = first.approve(), second.approve()
+    chat.wait_job(first_id, ("succeeded",))
+    done = chat.wait_job(second_id, ("succeeded",))
+    evict, wait = done.step("evict pods from node01"), done.step("wait for pods to leave node01")
+    assert evict.detail.startswith(f"nothing left to evict: node01 was already drained by job {first_id} at ")
+    assert "(6 pods of the plan gone)" in evict.detail
+    assert wait.detail == "nothing to wait for: this drain evicted no pod from node01"
+    message = second.wait_progress("succeeded")["text"]
+    assert "nothing left to evict" in message and "pods gone" not in message.split("\n")[-2]
+    chat.ask("uncordon node01").wait("succeeded")
+
+
 def test_dry_run_posts_the_plan_and_changes_nothing(seeds):
     chat = fresh(seeds)
     reply = chat.ask("drain node01 --force --dry-run").reply

@@ -8,7 +8,7 @@ from kubernetes.client.exceptions import ApiException
 
 from handlers.drain import DrainOptions, drain_decisions
 from handlers.drain.plan import recheck
-from handlers.drain.run import EvictionState, pdb_blocker
+from handlers.drain.run import EvictionState, eviction_report, pdb_blocker
 from lab.api import Target
 from lab.resources import BY_NAME
 from tests.scenario_snapshots import snapshot_of
@@ -53,3 +53,17 @@ def test_progress_summary_counts_and_blockers():
     state = EvictionState(pending={"shop/web-1": "u1"}, evicted={"shop/a": "u2", "shop/b": "u3"},
                           blocked={"shop/web-1": "PDB web-pdb: needs 2 healthy pods and has 2"})
     assert state.summary() == "evicted 2/3, waiting on PDB web-pdb: needs 2 healthy pods and has 2"
+
+
+def test_the_eviction_report_says_what_was_done_not_what_was_planned():
+    assert eviction_report("node01", EvictionState(evicted={"a/p": "u1", "a/q": "u2"}), None) == \
+        "2 pods evicted from node01"
+    mixed = EvictionState(evicted={"a/p": "u1"}, leaving={"a/q": "u2"}, gone={"a/r": "u3", "a/s": "u4"})
+    assert eviction_report("node01", mixed, None) == \
+        "1 pod evicted from node01; 1 pod already leaving; 2 pods already gone"
+    drained = EvictionState(gone={"a/r": "u3"})
+    assert eviction_report("node01", drained, "job j-1a2b3c4d at 13:42 UTC") == \
+        "nothing left to evict: node01 was already drained by job j-1a2b3c4d at 13:42 UTC (1 pod of the plan gone)"
+    assert eviction_report("node01", drained, None) == \
+        "nothing left to evict: node01 was already drained (1 pod of the plan gone)"
+    assert eviction_report("node01", EvictionState(), None) == "nothing to evict on node01"

@@ -335,3 +335,26 @@ def test_a_queued_job_lost_from_the_queue_is_requeued_after_a_grace_period(r: Re
     wait_for(lambda: sweep_once(r, "s1", Timings(lost_job_grace=0.2), suspects), timeout=5,
              message="the lost job to be re-queued")
     assert rq_queue_ids(r) == [spec.id]
+
+
+def test_a_job_redis_forgot_is_written_back_halted_by_its_worker(r: Redis, workers: Workers) -> None:
+    """Redis restarted without its data (FLUSHALL is the same for the processes that stay connected)
+    while a step ran: the run stops at its next safe point and writes the job back from memory,
+    halted, with what was done; `resume` then finishes it."""
+    workers.start()
+    spec = spec_of(Step("learn", "test.share", {"key": "deadline", "value": "12:00"}), block("wait", "test:go"),
+                   Step("use", "test.read_shared", {"key": "deadline"}))
+    submit(r, spec)
+    wait_for_step(r, spec.id, "wait", "running")
+    r.flushall()
+    job = wait_for_state(r, spec.id, "halted", timeout=30)
+    assert job.ending.kind == "state_lost" and job.ending.step == "wait"
+    assert [(s.name, s.state) for s in job.steps] == [("learn", "done"), ("wait", "pending"), ("use", "pending")]
+    assert "Redis lost its data during step 'wait'" in ending_text(job)
+    assert f"`resume {spec.id}` continues from 'wait'" in ending_text(job)
+    assert [j.id for j in list_jobs(r)] == [spec.id]  # listed again in `jobs`
+    r.set("test:go", "1")
+    change_text(resume(r, spec.id, "U_OPS"))
+    done = wait_for_state(r, spec.id, "succeeded", timeout=30)
+    assert [(s.name, s.runs) for s in done.steps] == [("learn", 1), ("wait", 2), ("use", 1)]
+    assert calls(r)[-1] == "read:12:00"  # the job data came back with the job

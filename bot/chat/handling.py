@@ -66,7 +66,7 @@ def start_background(service: Kubemaint, redis: Redis, settings: Settings, slack
 
     throttle = EditThrottle(per_job_interval=settings.progress.edit_interval_seconds,
                             per_minute=settings.progress.updates_per_minute)
-    publisher = ProgressPublisher(redis, service.chat, throttle)
+    publisher = ProgressPublisher(redis, service.chat, throttle, describe=service.describe_now)
     threads = [
         threading.Thread(target=OutboxSender(redis, slack).run, args=(stop,), name="outbox", daemon=True),
         threading.Thread(target=publisher.run, args=(stop,), kwargs={"idle": service.expire_requests},

@@ -74,6 +74,14 @@ def _message(ref: str) -> str:
     return f"{PREFIX}m:{ref}"
 
 
+def posted_ts(redis: Redis, ref: str) -> str | None:
+    """Slack's ts of a message the outbox posted (None until it is); a real ts is returned as is."""
+    if not _is_ref(ref):
+        return ref
+    ts = redis.hget(_message(ref), "ts")
+    return ts.decode() if isinstance(ts, bytes) else ts
+
+
 def _is_ref(value: str | None) -> bool:
     return bool(value) and value.startswith("m-")
 

@@ -157,6 +157,22 @@ class Kubemaint:
         remember_message(self.redis, spec.id, channel, ts)
         return spec.id
 
+    def describe_now(self, command_text: str) -> tuple[list[str], str | None]:
+        """What is true now on the target of `command_text`, and the command that undoes it (for a
+        thread whose job Redis lost)."""
+        try:
+            command = parse(command_text, self.operations)
+        except GrammarError:
+            return [], None
+        operation, options = command.operation, command.options
+        undo = operation.undo(options) if operation.undo else None
+        if operation.describe is None:
+            return [], undo
+        try:
+            return operation.describe(operation.gather(self.resources, options), options), undo
+        except (ApiException, TransportError, ConnectionError) as error:
+            return [f"(kubemaint could not read the cluster just now: {cluster_error(error)})"], undo
+
     # -- clicks ----------------------------------------------------------------------------
 
     def handle_click(self, user: str, channel: str, action_id: str, request_id: str) -> None:
@@ -165,7 +181,9 @@ class Kubemaint:
         with approval_store.deciding(self.redis, request_id):
             pending = approval_store.load(self.redis, request_id)
             if pending is None:
-                self.chat.ephemeral(channel, user, "This request no longer exists.")
+                self.chat.ephemeral(channel, user, "This request no longer exists (kubemaint keeps requests for "
+                                                   "a week, and forgets them if its Redis loses its data): ask "
+                                                   "again for a new card.")
                 return
             roles = authz.roles_of(user, self.chat.groups_of(user), self.settings.roles)
             now = self.clock()

@@ -22,6 +22,24 @@ def load_or_exit(path: str | None) -> Settings:
         raise SystemExit(f"kubemaint: {error}") from error
 
 
+def redis_warnings(settings: Settings) -> list[str]:
+    """What in the connected Redis's set-up could lose kubemaint's state (see docs/operations.md)."""
+    from redis import Redis
+
+    from bot.engine.redis_state import check
+
+    return check(Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5))
+
+
+def warn_about_redis(settings: Settings) -> None:
+    """At start-up: say it on stderr (and in the log) rather than find out at the first restart."""
+    import structlog
+
+    for warning in redis_warnings(settings):
+        print(f"kubemaint: warning: {warning}", file=sys.stderr, flush=True)
+        structlog.get_logger("kubemaint.startup").warning("redis.setup", warning=warning)
+
+
 def process_resources(settings: Settings) -> Resources:
     """The resources the operations declare, built on first use and kept for the process's life."""
     return Resources(settings.operations.resources, settings)
@@ -46,6 +64,7 @@ def serve(config_path: str | None) -> int:
 
     configure_logging()
     settings = load_or_exit(config_path)
+    warn_about_redis(settings)
     handlers = Handlers(config_path, settings.handler_processes)
     handlers.start()
     app = build_app(settings, handlers.submit)
@@ -73,6 +92,7 @@ def worker(config_path: str | None, name: str | None, burst: bool) -> int:
     from bot.engine.worker import run_worker
 
     settings = load_or_exit(config_path)
+    warn_about_redis(settings)
     resources = process_resources(settings)
     # Building them now (the kube client imports a lot lazily) means the first job starts its first
     # step in milliseconds instead of half a second.

@@ -18,6 +18,10 @@ reply text. An operation with a `dry_run` flag posts its plan and stops when it 
 acts, on fresh facts (`Operation.still_holds`): the cluster may have changed since the
 approver read the plan.
 
+`describe(facts, options) -> lines` says what is true now on the operation's target ("node01
+is cordoned; 53 pods the drain would evict are still on it"), and `undo(options)` the command
+that puts it back ("uncordon node01"): what the bot tells a thread whose job kubemaint lost.
+
 Operations are found by looking for module-level `Operation` objects (bot/contract/registry.py);
 nothing else in the product names them.
 """
@@ -97,6 +101,8 @@ class Operation:
     gather: Callable[[Mapping[str, Any], Any], Any] | None = None
     plan: Callable[[Any, Any], Plan] | None = None
     recheck: Callable[[Any, Any, Any], str | None] | None = None
+    describe: Callable[[Any, Any], list[str]] | None = None
+    undo: Callable[[Any], str | None] | None = None
     grammar: Words = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

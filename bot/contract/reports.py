@@ -6,6 +6,7 @@ The engine records states and `Ending`s as data; everything here is pure: record
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,6 +41,7 @@ class JobView:
     elapsed_seconds: float = 0.0
     result: str = ""  # final one-liner, e.g. "node01 cordoned" or why it stopped
     next_command: str | None = None  # what to type next, e.g. "uncordon node01" or a resume command
+    waiting: str = ""  # while queued or running: why nothing moves ("worker lost at 12:03, ...")
 
     def __post_init__(self) -> None:
         # Accept plain (name, state, seconds, detail) tuples from callers.
@@ -65,7 +67,24 @@ def job_view(record: JobRecord, now: float) -> JobView:
     if record.state == JobState.SUCCEEDED and steps and steps[-1].detail:
         result = steps[-1].detail  # "node01 cordoned" says more than "all steps done"
     return JobView(record.id, record.spec.command_text, str(record.state), tuple(steps), max(0.0, end - started),
-                   result, next_command)
+                   result, next_command, waiting_for_worker(record, now))
+
+
+WORKER_LOST_AFTER = 15.0  # seconds without a heartbeat before a running job's message says its worker is lost
+
+
+def waiting_for_worker(record: JobRecord, now: float) -> str:
+    """Why a job that should be moving is not: its worker is gone and none has taken it over yet."""
+    lost_at = record.alive_at or record.started_at
+    if record.state == JobState.RUNNING and lost_at and now - lost_at > WORKER_LOST_AFTER:
+        return f"worker lost at {_clock(lost_at)}, waiting for a worker to resume it"
+    if record.state == JobState.QUEUED and record.recoveries and lost_at:
+        return f"worker lost at {_clock(lost_at)}, waiting for a worker to resume it"
+    return ""
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
 
 
 def queued_view(job_id: str, command_text: str, step_names: Iterable[str]) -> JobView:
@@ -117,6 +136,12 @@ def ending_text(record: JobRecord) -> str:
                 f"lost the lock on {targets} (it could not be refreshed in time, so another job may hold it). "
                 f"Done: {done}. Not done: {not_done}. Check {targets}, then "
                 f"`resume {job}` to continue from '{ending.step}', or `cancel {job}`.")
+    if ending.kind == EndKind.STATE_LOST:
+        where = f" during step '{ending.step}'" if ending.step else ""
+        return (f"Halted: kubemaint's Redis lost its data{where} (it restarted without it); the job was written "
+                f"back from its worker's memory. Done: {done}. Not done: {not_done}. `resume {job}` continues "
+                f"from '{ending.step or 'the first step not done'}' (the steps check the cluster first), or "
+                f"`cancel {job}` drops it.")
     where = f"during step '{ending.step}'" if ending.step else "before its first step"
     return (f"Halted: the worker died {where} {ending.deaths} times in a row (last: {ending.worker}), so it "
             f"will not be retried automatically. Done: {done}. Not done: {not_done}. Check the worker logs and "
@@ -152,6 +177,23 @@ def change_text(change: Change) -> str:
         return f"Cannot resume {job} ({command}): {why}."
     next_step = next((s.name for s in record.steps_not_done()), None)
     return f"Resuming {job} ({command}): done steps are kept; it continues at '{next_step}'."
+
+
+def lost_job_text(job_id: str, command: str, *, kept: bool, now: list[str], undo: str | None) -> str:
+    """What a thread is told when Redis lost its data while its job was not finished: what
+    happened, what is true now, and the commands to finish or undo."""
+    if kept:
+        what = ("its worker wrote the job back, halted, from its own memory. "
+                f"To finish: `resume {job_id}` (done steps are kept; the next one checks the cluster first).")
+    else:
+        what = f"kubemaint no longer knows this job. To finish: ask again, `{command}`."
+    lines = [f"⚠️ kubemaint's Redis lost its data (it restarted without it) before job `{job_id}` "
+             f"(`{escape(command)}`) finished: {what}"]
+    if now:
+        lines.append("Now: " + " ".join(escape(line) for line in now))
+    if undo:
+        lines.append(f"To undo: `{escape(undo)}`.")
+    return "\n".join(lines)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -205,6 +247,8 @@ def _checklist(steps: list[StepView], budget: int) -> list[str]:
 def _final_line(job: JobView) -> str:
     took = duration(job.elapsed_seconds)
     result = f": {escape(job.result)}" if job.result else ""
+    if job.waiting and job.state in ("queued", "running"):
+        return clip(f"⚠️ {escape(job.waiting[0].upper() + job.waiting[1:])} (for {took})", limit=MAX_LINE_CHARS * 2)
     summary = {
         "queued": f"Queued, waiting for a worker{result}",
         "running": f"Running for {took}{result}",

@@ -17,6 +17,7 @@ class EndKind(StrEnum):
     ABORTED = "aborted"  # cancelled by `by` after it `was` failed or halted: it will not be resumed
     LOST_LOCK = "lost_lock"  # halted `during` or before `step`: the locks on `targets` could not be refreshed
     WORKER_DIED = "worker_died"  # halted at `step`: its worker (`worker`) died `deaths` times in a row
+    STATE_LOST = "state_lost"  # halted `during` `step`: Redis lost its data; the run wrote the job back
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import structlog
 from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from bot.engine import locks
+from bot.engine import locks, redis_state
 from bot.engine.actions import (
     CheckpointData,
     JobCancelled,
@@ -49,6 +49,9 @@ from bot.engine.audit import audit
 from bot.engine.ending import Ending, EndKind
 from bot.engine.model import JOB_DATA
 from bot.engine.store import (
+    EVENTS_MAXLEN,
+    EVENTS_STREAM,
+    JOBS_INDEX,
     JobRecord,
     JobState,
     Ops,
@@ -113,6 +116,9 @@ def run_job(job_id: str) -> str:
     return StepRunner(redis, job_id, context.worker_name, context.timings, context.resources_factory).run()
 
 
+REDIS_RETURN_WAIT = 60.0  # how long a run that lost its job waits for Redis to answer again
+
+
 class LostJob(Exception):
     """This run no longer owns the job: stop without writing anything."""
 
@@ -124,13 +130,18 @@ if state ~= 'queued' and state ~= 'running' then return state end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'busy' end
 redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[3], 'pid', ARGV[4], 'run', ARGV[1],
-           'updated_at', ARGV[5])
+           'updated_at', ARGV[5], 'alive_at', ARGV[5])
 if redis.call('HEXISTS', KEYS[2], 'started_at') == 0 then redis.call('HSET', KEYS[2], 'started_at', ARGV[5]) end
 return 'ok'
 """
 
+# Also notes when the run was last alive, so a job whose worker died can say since when.
 _HEARTBEAT_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], 'alive_at', ARGV[3])
+  return 1
+end
 return 0
 """
 
@@ -184,7 +195,8 @@ class Keeper(threading.Thread):
         while not self._stopping.wait(interval):
             now = time.monotonic()
             try:
-                if not heartbeat(keys=[runner_key(self.job_id)], args=[self.token, int(t.heartbeat_ttl * 1000)]):
+                if not heartbeat(keys=[runner_key(self.job_id), job_key(self.job_id)],
+                                 args=[self.token, int(t.heartbeat_ttl * 1000), f"{time.time():.3f}"]):
                     self.lost_job.set()
                     return
                 last_beat = now
@@ -229,6 +241,8 @@ class StepRunner:
         self.resources: Any = None
         self._cancel_by = ""
         self._cancel_checked = 0.0
+        self.epoch = ""
+        self.job_data: CheckpointData | None = None
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -244,6 +258,7 @@ class StepRunner:
             return outcome
         self.keeper.start()
         try:
+            self.epoch = redis_state.epoch(self.redis)
             self.record = get_job(self.redis, self.job_id)
             if self.record is None:  # the spec expired between the claim and now
                 return "unknown"
@@ -251,8 +266,14 @@ class StepRunner:
             if not started:
                 return self.record.state
             return self._run_steps(resources)
-        except LostJob:
-            self.log.warning("job.lost", detail="another run owns this job now; stopping without writing")
+        except (LostJob, RedisError) as stopped:
+            if self._redis_lost_its_data():
+                return self._keep_from_memory()
+            if isinstance(stopped, RedisError):
+                self.log.warning("job.redis_unreachable", error=str(stopped),
+                                 detail="stopping; the sweeper resumes the job from its checkpoint")
+            else:
+                self.log.warning("job.lost", detail="another run owns this job now; stopping without writing")
             return "lost"
         finally:
             self.keeper.stop()
@@ -313,8 +334,8 @@ class StepRunner:
 
     def _run_steps(self, resources: Any) -> str:
         spec, record = self.record.spec, self.record
-        job_data = CheckpointData(read_checkpoint_data(self.redis, self.job_id, JOB_DATA),
-                                  save=lambda values: self._save_data(JOB_DATA, values))
+        job_data = self.job_data = CheckpointData(read_checkpoint_data(self.redis, self.job_id, JOB_DATA),
+                                                  save=lambda values: self._save_data(JOB_DATA, values))
         for index, step in enumerate(spec.steps):
             step_record = record.steps[index]
             if step_record.state == StepState.DONE:
@@ -355,7 +376,10 @@ class StepRunner:
         now = time.monotonic()
         if not self._cancel_by and (fresh or now - self._cancel_checked >= self.timings.cancel_check_interval):
             self._cancel_checked = now
-            by = self.redis.hget(job_key(self.job_id), "cancel_requested_by")
+            try:
+                by = self.redis.hget(job_key(self.job_id), "cancel_requested_by")
+            except RedisError:  # unreachable for a moment: the keeper decides when the run must stop
+                return False
             self._cancel_by = by.decode() if isinstance(by, bytes) else (by or "")
         return bool(self._cancel_by)
 
@@ -433,6 +457,54 @@ class StepRunner:
         self.log.info("job.finished", state=str(state))
         return str(state)
 
+    # -- when Redis forgot the job -----------------------------------------------------------------
+
+    def _redis_lost_its_data(self, wait: float = REDIS_RETURN_WAIT) -> bool:
+        """After losing the job: did Redis restart without its data? Waits a while for an unreachable
+        Redis to answer; one that comes back with the job is left to the sweeper, which resumes it."""
+        if not self.epoch or self.record is None:
+            return False
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                lost = redis_state.lost_since(self.redis, self.epoch)
+            except RedisError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.5)
+                continue
+            if lost:
+                redis_state.epoch(self.redis)  # mark this Redis, so the others notice too
+            return lost
+
+    def _keep_from_memory(self) -> str:
+        """Redis came back empty while this run had the job: write the job back as this run knew it,
+        halted, so that it is not silently dropped: `job`, `jobs`, `resume` and `cancel` work again
+        and the bot tells its thread what happened (the locks are gone: a resume takes them again)."""
+        record, now = self.record, time.time()
+        current = next((s for s in record.steps if s.state == StepState.RUNNING), None)
+        if current is not None:
+            current.state, current.detail = StepState.PENDING, "interrupted: Redis lost its data"
+        ending = Ending(EndKind.STATE_LOST, step=current.name if current else "")
+        with self.redis.pipeline() as pipe:
+            pipe.hset(job_key(self.job_id), mapping={
+                "spec": record.spec.to_json(), "state": JobState.HALTED, "ending": ending.to_json(),
+                "created_at": record.spec.created_at, "queued_at": record.queued_at or now,
+                "started_at": record.started_at or now, "updated_at": now, "finished_at": now,
+                "attempts": record.attempts, "worker": self.worker_name, "queue": record.queue or "",
+            })
+            pipe.hset(steps_key(self.job_id), mapping={s.name: s.to_json() for s in record.steps})
+            if self.job_data is not None and len(self.job_data):
+                pipe.hset(data_key(self.job_id), JOB_DATA, json.dumps(dict(self.job_data), sort_keys=True))
+            pipe.zadd(JOBS_INDEX, {self.job_id: record.spec.created_at})
+            pipe.xadd(EVENTS_STREAM, event_fields(self.job_id, JobState.HALTED, detail=str(ending.kind)),
+                      maxlen=EVENTS_MAXLEN, approximate=True)
+            pipe.execute()
+        self.log.error("job.state_lost", detail="Redis lost its data; the job was written back, halted")
+        audit(self.redis, "job.state_lost", job=self.job_id, command=record.spec.command_text,
+              step=ending.step or None, worker=self.worker_name)
+        return str(JobState.HALTED)
+
     # -- checkpoints -------------------------------------------------------------------------------
 
     def _write(self, ops: Ops) -> None:
@@ -464,7 +536,10 @@ class StepRunner:
         step.detail = detail
         ops = Ops().hset(steps_key(self.job_id), {step.name: step.to_json()})
         ops.event(event_fields(self.job_id, JobState.RUNNING, step.name, StepState.RUNNING, detail))
-        self._write(ops)
+        try:
+            self._write(ops)
+        except RedisError as error:  # a progress note is not worth failing a step for; the next one says more
+            self.log.warning("step.progress_not_saved", error=str(error))
 
     def _save_data(self, step_name: str, values: dict[str, Any]) -> None:
         self._write(Ops().hset(data_key(self.job_id), {step_name: json.dumps(values, sort_keys=True)}))

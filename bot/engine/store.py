@@ -4,7 +4,7 @@ Layout (all keys start with `kubemaint:`):
 
     kubemaint:job:{id}          hash: spec (JSON), state, ending (JSON, once it ended), worker, pid, run, attempts,
                                 recoveries, cancel_requested_by/_at, current_step, queued_at, started_at,
-                                updated_at, finished_at
+                                updated_at, finished_at, alive_at (the running run's last heartbeat)
     kubemaint:job:{id}:steps    hash: step name -> JSON {state, detail, started_at, finished_at, runs}
     kubemaint:job:{id}:data     hash: step name -> JSON dict (the action's `checkpoint_data`); "@job" -> the
                                 job-level data steps share (`ctx.job_data`)
@@ -133,6 +133,7 @@ class JobRecord:
     started_at: float | None = None
     updated_at: float | None = None
     finished_at: float | None = None
+    alive_at: float | None = None  # the running run's last heartbeat
     steps: list[StepRecord] = field(default_factory=list)
 
     @property
@@ -187,6 +188,7 @@ def _job_record(raw_job: Mapping[str, str], raw_steps: Mapping[str, str]) -> Job
         cancel_requested_at=_float(raw_job.get("cancel_requested_at")),
         queued_at=_float(raw_job.get("queued_at")), started_at=_float(raw_job.get("started_at")),
         updated_at=_float(raw_job.get("updated_at")), finished_at=_float(raw_job.get("finished_at")),
+        alive_at=_float(raw_job.get("alive_at")),
         steps=_step_records(spec, raw_steps),
     )
 

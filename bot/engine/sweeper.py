@@ -27,6 +27,7 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 from rq import Queue
 
+from bot.engine import redis_state
 from bot.engine.audit import audit
 from bot.engine.ending import Ending, EndKind
 from bot.engine.queue import QUEUE_NAME, enqueue_run
@@ -66,8 +67,14 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         # A little jitter keeps the sweepers of workers started together from running in lockstep.
         delay = random.uniform(0, self.timings.sweep_interval / 4)
+        known = ""
         while not self._stopping.wait(delay):
             try:
+                if known and redis_state.lost_since(self.redis, known):
+                    # The runs notice their own jobs; this says it once per worker for the operators.
+                    log.error("redis.data_lost", worker=self.worker_name)
+                    audit(self.redis, "redis.data_lost", worker=self.worker_name)
+                known = redis_state.epoch(self.redis)
                 sweep_once(self.redis, self.worker_name, self.timings, self.suspects)
             except RedisError as exc:
                 log.warning("sweeper.redis_error", error=str(exc))

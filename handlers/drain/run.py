@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from bot.cluster import kube
 from bot.contract import PlanChanged
-from bot.engine import JobCancelled, StepContext, action
+from bot.engine import JobCancelled, JobState, StepContext, action, list_jobs
 from handlers.drain import DRAIN
 from handlers.drain.plan import DrainCommand, DrainOptions, drain_decisions, evicted_pods
 
@@ -40,12 +40,15 @@ class EvictionState:
     """Where each pod stands, shared by the eviction threads (each writes only its own pod)."""
 
     pending: dict[str, str] = field(default_factory=dict)  # ref -> uid, not yet accepted
-    evicted: dict[str, str] = field(default_factory=dict)  # ref -> uid, eviction accepted or gone
+    evicted: dict[str, str] = field(default_factory=dict)  # ref -> uid, eviction accepted by this run
+    gone: dict[str, str] = field(default_factory=dict)  # ref -> uid, no longer there (someone else's doing)
+    leaving: dict[str, str] = field(default_factory=dict)  # ref -> uid, already being deleted: not evicted again
     blocked: dict[str, str] = field(default_factory=dict)  # ref -> why it waits (PDB ...)
     failed: dict[str, str] = field(default_factory=dict)  # ref -> why it was given up
 
     def summary(self) -> str:
-        parts = [f"evicted {len(self.evicted)}/{len(self.evicted) + len(self.pending) + len(self.failed)}"]
+        done = len(self.evicted) + len(self.gone) + len(self.leaving)
+        parts = [f"evicted {done}/{done + len(self.pending) + len(self.failed)}"]
         if self.blocked:
             waiting = sorted(set(self.blocked.values()))
             parts.append(f"waiting on {'; '.join(waiting[:3])}" + (" …" if len(waiting) > 3 else ""))
@@ -56,6 +59,10 @@ class EvictionState:
 
 def _started_key(node: str) -> str:
     return f"drain {node}: started at"
+
+
+def _leaving_key(node: str) -> str:
+    return f"drain {node}: waiting for"  # the uids of the pods this drain saw leave
 
 
 def _pods_key(node: str) -> str:
@@ -112,7 +119,7 @@ def _evict_with_retries(kube_client: kube.Kube, ref: str, uid: str, grace: int |
             return
         except ApiException as error:
             if error.status in (404, 409):  # gone, or replaced by a new pod with another uid
-                state.evicted[ref] = state.pending.pop(ref)
+                state.gone[ref] = state.pending.pop(ref)
                 state.blocked.pop(ref, None)
                 return
             if error.status == 500 and MULTIPLE_PDBS in (error.body or ""):
@@ -173,7 +180,12 @@ def evict(ctx: StepContext, node: str, options: DrainOptions, pods: dict[str, st
     present, _ = _pods_on(kube_client, node)
     state = EvictionState()
     for ref, uid in pods.items():
-        (state.pending if uid in present else state.evicted)[ref] = uid
+        if uid not in present:
+            state.gone[ref] = uid
+        elif present[uid]["metadata"].get("deletionTimestamp"):  # evicted before (by an earlier run, say)
+            state.leaving[ref] = uid
+        else:
+            state.pending[ref] = uid
     stopping = [False]
 
     def stop() -> bool:
@@ -199,7 +211,41 @@ def evict(ctx: StepContext, node: str, options: DrainOptions, pods: dict[str, st
         # A resumed job gets a fresh --timeout; a crashed run (no exception here) keeps its deadline.
         ctx.job_data[_started_key(node)] = None
         raise DrainFailed(_remaining_message(node, state, timed_out=bool(state.pending)))
-    return f"{len(state.evicted)} pods evicted from {node}"
+    ctx.job_data[_leaving_key(node)] = sorted({*state.evicted.values(), *state.leaving.values()})
+    return eviction_report(node, state, _previous_drain(ctx, node) if not state.evicted else None)
+
+
+def eviction_report(node: str, state: EvictionState, previous: str | None) -> str:
+    """What this step did, not what was planned: a pod that was already gone was not evicted."""
+    if not state.evicted and not state.leaving:
+        if not state.gone:
+            return f"nothing to evict on {node}"
+        by = f" by {previous}" if previous else ""
+        return f"nothing left to evict: {node} was already drained{by} ({_pods(len(state.gone))} of the plan gone)"
+    parts = [f"{_pods(len(state.evicted))} evicted from {node}"]
+    if state.leaving:
+        parts.append(f"{_pods(len(state.leaving))} already leaving")
+    if state.gone:
+        parts.append(f"{_pods(len(state.gone))} already gone")
+    return "; ".join(parts)
+
+
+def _pods(count: int) -> str:
+    return f"{count} pod{'s' if count != 1 else ''}"
+
+
+def _previous_drain(ctx: StepContext, node: str) -> str | None:
+    """The latest other job that evicted this node's pods: "job j-1a2b3c4d at 13:42 UTC"."""
+    try:
+        redis = ctx.resources["redis"]
+    except KeyError:  # a worker without Redis among its resources (a benchmark's): no history to tell
+        return None
+    for record in list_jobs(redis, limit=50):
+        if record.id != ctx.job_id and record.state == JobState.SUCCEEDED and any(
+                step.action == "drain.evict" and step.args.get("node") == node for step in record.steps):
+            when = time.strftime("%H:%M UTC", time.gmtime(record.finished_at)) if record.finished_at else "earlier"
+            return f"job {record.id} at {when}"
+    return None
 
 
 def _remaining_message(node: str, state: EvictionState, timed_out: bool) -> str:
@@ -215,10 +261,12 @@ def _remaining_message(node: str, state: EvictionState, timed_out: bool) -> str:
 
 @action("drain.wait_gone")
 def wait_gone(ctx: StepContext, node: str, options: DrainOptions) -> str:
-    """Wait until none of the evicted pods (by uid) remains on the node, with one watch."""
+    """Wait until none of the pods this drain evicted (or found leaving) remains on the node, with one watch."""
     kube_client: kube.Kube = ctx.resources["kube"]
     deadline = _deadline(ctx, node, options.timeout)  # the eviction's, unless a resume cleared it
-    wanted = set((ctx.job_data.get(_pods_key(node)) or {}).values())
+    wanted = set(ctx.job_data.get(_leaving_key(node)) or ())
+    if not wanted:
+        return f"nothing to wait for: this drain evicted no pod from {node}"
     present, resource_version = _pods_on(kube_client, node)
     remaining = wanted & set(present)
     ctx.progress(f"{len(remaining)} pods still terminating")
