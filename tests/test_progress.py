@@ -8,7 +8,7 @@ from redis import Redis
 
 from bot.chat.progress import ProgressPublisher, remember_message
 from bot.chat.throttle import EditThrottle
-from bot.engine import JobSpec, Step, redis_state, submit
+from bot.engine import JobSpec, Step, submit
 from bot.engine.ending import Ending, EndKind
 from bot.engine.store import job_key
 
@@ -48,7 +48,7 @@ def setting(r: Redis):
 
     publisher = ProgressPublisher(r, chat, EditThrottle(per_job_interval=0, per_minute=1000), wall_clock=wall,
                                   describe=describe, loss_grace=10)
-    publisher.epoch = redis_state.epoch(r)
+    publisher.start()
     spec = JobSpec.create("drain", "drain node01 --force", "U1", [Step("cordon node01", "cordon", {"node": "node01"}),
                           Step("evict pods from node01", "drain.evict", {"node": "node01"})],
                           channel="C1", thread_ts="1799999999.000100")
@@ -115,3 +115,18 @@ def test_a_job_its_worker_wrote_back_is_told_with_resume(setting, r: Redis):
     wall.now += 10
     publisher.watch()
     assert len(chat.posts) == 1
+
+
+def test_what_happened_while_the_bot_was_down_reaches_the_thread(setting, r: Redis):
+    """A job that finished while no publisher ran: the next one goes on from the last event shown."""
+    publisher, _, wall, spec, _ = setting
+    publisher.poll()  # the first publisher has shown everything so far, then the bot stops
+    r.hset(job_key(spec.id), mapping={"state": "succeeded", "finished_at": wall.now,
+                                      "ending": Ending(EndKind.SUCCEEDED).to_json()})
+    r.srem("kubemaint:jobs:active", spec.id)
+    r.xadd("kubemaint:events", {"job": spec.id, "state": "succeeded"})
+    later = Chat()
+    restarted = ProgressPublisher(r, later, EditThrottle(per_job_interval=0, per_minute=1000), wall_clock=wall)
+    restarted.start()
+    restarted.poll()
+    assert later.updates and "succeeded" in later.updates[-1][2].split("\n")[0]

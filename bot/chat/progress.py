@@ -23,10 +23,11 @@ from bot.contract.reports import JobView, job_view, lost_job_text, progress_text
 from bot.engine import redis_state
 from bot.engine.audit import audit
 from bot.engine.ending import EndKind
-from bot.engine.store import EVENTS_STREAM, decode_hash, get_job
+from bot.engine.store import ACTIVE_JOBS, EVENTS_STREAM, decode_hash, get_job
 
 log = structlog.get_logger("kubemaint.progress")
 MESSAGE_TTL = 7 * 24 * 3600
+POSITION = "kubemaint:progress:position"  # the last event whose job's message is up to date
 MESSAGE_WAIT_SECONDS = 60.0  # how long events wait for their job's message to be posted
 # After Redis lost its data: how long a worker has to write back the job it was running before the
 # job counts as forgotten (a worker waits for Redis, then writes at once).
@@ -75,6 +76,7 @@ class ProgressPublisher:
         self.loss_grace = loss_grace
         self.dirty: dict[str, float] = {}  # job id -> when it changed
         self.last_id = "$"
+        self._saved_id = ""
         self.followed: dict[str, Followed] = {}
         self.epoch = ""
         self.lost_at: float | None = None  # when this publisher found Redis emptied
@@ -83,8 +85,7 @@ class ProgressPublisher:
 
     def run(self, stop: threading.Event, *, idle: Callable[[], None] | None = None) -> None:
         """Follow the stream until `stop` is set; `idle()` runs about once a second (expiry sweeps)."""
-        self.last_id = self._latest_id()
-        self.epoch = redis_state.epoch(self.redis)
+        self.start()
         next_idle = 0.0
         while not stop.is_set():
             try:
@@ -97,6 +98,15 @@ class ProgressPublisher:
             except Exception:  # a bad event, a Slack or Redis hiccup must not end progress for every job
                 log.exception("progress.error")
                 stop.wait(0.5)
+
+    def start(self) -> None:
+        """Go on from the last event a publisher handled, so that what happened while the bot was down
+        (a job that finished, say) still reaches its thread; and look at every unfinished job once."""
+        saved = self.redis.get(POSITION)
+        self.last_id = saved.decode() if saved else self._latest_id()
+        self.epoch = redis_state.epoch(self.redis)
+        for job_id in self.redis.smembers(ACTIVE_JOBS):
+            self.dirty.setdefault(job_id.decode() if isinstance(job_id, bytes) else job_id, self.clock())
 
     def _latest_id(self) -> str:
         latest = self.redis.xrevrange(EVENTS_STREAM, count=1)
@@ -111,6 +121,9 @@ class ProgressPublisher:
                 if job:
                     self.dirty.setdefault(job, self.clock())
         self.flush()
+        if self.last_id != self._saved_id and not self.dirty:  # everything up to here is shown (or queued)
+            self.redis.set(POSITION, self.last_id)
+            self._saved_id = self.last_id
 
     def flush(self) -> None:
         now = self.clock()
