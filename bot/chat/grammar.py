@@ -7,17 +7,18 @@ node name could smuggle a shell metacharacter.
 The words come from the operations' declarations: a phrase of keywords and typed arguments
 ("restore etcd from BACKUP_ID") and the flags of its options type. Several phrases may share a
 first word ("upgrade plan", "upgrade to VERSION"); the one whose keywords match is parsed.
+What chat adds around a command (mentions, smart dashes) is undone first (bot/chat/typed.py).
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from bot.chat.typed import command_words, unquoted
 from bot.contract.operation import Operation
 from bot.contract.registry import Registry
 from bot.contract.registry import operations as builtin_operations
@@ -26,8 +27,6 @@ from bot.domain.text import quote_input
 
 # A long paste is never a command; refusing early also bounds the work difflib does.
 MAX_TEXT_LENGTH = 500
-_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
-_SLASH_COMMAND = "/kubemaint"
 
 
 class GrammarError(ValueError):
@@ -75,7 +74,13 @@ def parse(text: str, operations: Registry | None = None) -> Command:
         raise GrammarError("a command must be text", overall_usage(operations))
     if len(text) > MAX_TEXT_LENGTH:
         raise GrammarError(f"that is too long to be a command ({len(text)} characters)", overall_usage(operations))
-    words = _strip_prefixes(text.split())
+    words = command_words(text)
+    if (bare := unquoted(words)) is not None:
+        raise _quotes_refused(bare, operations)
+    return _parse_words(words, operations)
+
+
+def _parse_words(words: list[str], operations: Registry) -> Command:
     if not words:
         return Command(operations["help"], operations["help"].options())  # a bare mention asks for help
     first, *rest = words
@@ -101,6 +106,16 @@ def _after_first(words: Words) -> str:
     return " ".join(t.word if isinstance(t, Keyword) else t.kind.placeholder for t in words.phrase[1:])
 
 
+def _quotes_refused(words: list[str], operations: Registry) -> GrammarError:
+    """Quoted values are refused, never unquoted and run: quotes are a shell habit, and what the bot
+    acts on must be exactly what was typed. The answer names the command to type without them."""
+    try:
+        command = _parse_words(words, operations)
+    except GrammarError as error:
+        return GrammarError(f"quotes are not needed, and {error.reason}", error.usage)
+    return GrammarError(f"quotes are not needed: type {command.text}", command.operation.usage)
+
+
 def _keywords_matched(operation: Operation, typed: list[str]) -> int:
     """How many of the phrase's keywords after the first were typed in their places."""
     try:
@@ -114,15 +129,6 @@ def _keywords_matched(operation: Operation, typed: list[str]) -> int:
                 break
             matched += 1
     return matched
-
-
-def _strip_prefixes(words: list[str]) -> list[str]:
-    # Slack delivers "<@U0BOT> cordon node01" for a mention; people also paste "/kubemaint ...".
-    if words and _MENTION.fullmatch(words[0]):
-        words = words[1:]
-    if words and words[0].lower() == _SLASH_COMMAND:
-        words = words[1:]
-    return words
 
 
 def _unknown_verb_reason(word: str, operations: Registry) -> str:
@@ -172,6 +178,7 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
         word = words[index]
         index += 1
         if not word.startswith("--"):
+            _refuse_single_dash(grammar, usage, word)
             positional.append(word)
             continue
         raw_name, has_value, inline = word[2:].partition("=")
@@ -197,6 +204,15 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
         raise GrammarError(f"`{' '.join(grammar.keywords)}` does not know {', '.join(unknown)} (it takes {known})",
                            usage)
     return values, positional
+
+
+def _refuse_single_dash(grammar: Words, usage: str, word: str) -> None:
+    """`-force` for `--force` (a short-option habit) gets the flag's name back, not "not a node name".
+    No argument kind accepts a word starting with "-", so such a word is never anything else."""
+    if word.startswith("-") and len(word) > 1:
+        name = word[1:].partition("=")[0].lower()
+        if grammar.flag(name) is not None:
+            raise GrammarError(f"flags start with two dashes: --{name}", usage)
 
 
 def _flag_value(spec: Flag, words: list[str], index: int, inline: str | None) -> tuple[str, int]:
