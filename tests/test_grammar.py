@@ -182,6 +182,10 @@ def test_drain_timeout_defaults_to_ten_minutes() -> None:
         ("drain -Dry-Run node01", "flags start with two dashes: --dry-run"),
         ("drain node01 -grace-period=30", "flags start with two dashes: --grace-period"),
         ("drain node01 -f", '`drain` does not take "-f"'),
+        # every flag given twice is refused alike, whatever its kind, case or dash
+        ("drain node01 --force --force", "`--force` is given twice"),
+        ("drain node01 --dry-run --DRY-RUN", "`--dry-run` is given twice"),
+        ("drain node01 \u2014force --force", "`--force` is given twice"),
         ("drain node01 --grace-period", "`--grace-period` needs a value: --grace-period SECONDS"),
         ("drain node01 --grace-period --force", "`--grace-period` needs a value"),
         ("drain node01 --grace-period=", "`--grace-period` needs a value"),

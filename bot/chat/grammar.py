@@ -173,6 +173,7 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
     values: dict[str, Any] = {}
     positional: list[str] = []
     unknown: list[str] = []
+    seen: set[str] = set()
     index = 0
     while index < len(words):
         word = words[index]
@@ -182,16 +183,21 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
             positional.append(word)
             continue
         raw_name, has_value, inline = word[2:].partition("=")
-        spec = grammar.flag(raw_name.lower())
+        name = raw_name.lower()
+        spec = grammar.flag(name)
         if spec is None:
             unknown.append(f'"{quote_input(word)}"')
-        elif spec.kind is None:
+            continue
+        # Twice is refused for every flag alike: for a value flag the two values may disagree, and
+        # a boolean given twice is as likely a paste gone wrong.
+        if name in seen:
+            raise GrammarError(f"`--{name}` is given twice", usage)
+        seen.add(name)
+        if spec.kind is None:
             if has_value:
-                raise GrammarError(f"`--{spec.name}` takes no value", usage)
+                raise GrammarError(f"`--{name}` takes no value", usage)
             values[spec.field] = True
         else:
-            if spec.field in values:
-                raise GrammarError(f"`--{spec.name}` is given twice", usage)
             raw, index = _flag_value(spec, words, index, inline if has_value else None)
             if not raw:
                 raise GrammarError(f"`--{spec.name}` needs a value: --{spec.name} {spec.kind.placeholder}", usage)
