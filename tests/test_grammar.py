@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -175,17 +176,19 @@ def test_drain_timeout_defaults_to_ten_minutes() -> None:
         ("drain", "`drain` needs a NODE"),
         ("drain node01 --now --later", '`drain` does not know "--now", "--later" (it takes --delete-emptydir-data, '
                                        "--dry-run, --force, --grace-period, --pod-selector, --timeout)"),
-        ("drain node01 --ignore-daemonsets", '`drain` does not know "--ignore-daemonsets"'),
         ("drain node01 --force=yes", "`--force` takes no value"),
+        ("drain node01 --ignore-daemonsets=true", "`--ignore-daemonsets` takes no value"),
         # a flag typed with one dash names the flag, not "not a valid node name"
         ("drain node01 -force", "flags start with two dashes: --force"),
         ("drain -Dry-Run node01", "flags start with two dashes: --dry-run"),
         ("drain node01 -grace-period=30", "flags start with two dashes: --grace-period"),
+        ("drain node01 -ignore-daemonsets", "flags start with two dashes: --ignore-daemonsets"),
         ("drain node01 -f", '`drain` does not take "-f"'),
         # every flag given twice is refused alike, whatever its kind, case or dash
         ("drain node01 --force --force", "`--force` is given twice"),
         ("drain node01 --dry-run --DRY-RUN", "`--dry-run` is given twice"),
         ("drain node01 \u2014force --force", "`--force` is given twice"),
+        ("drain node01 --ignore-daemonsets --ignore-daemonsets", "`--ignore-daemonsets` is given twice"),
         ("drain node01 --grace-period", "`--grace-period` needs a value: --grace-period SECONDS"),
         ("drain node01 --grace-period --force", "`--grace-period` needs a value"),
         ("drain node01 --grace-period=", "`--grace-period` needs a value"),
@@ -221,6 +224,26 @@ def test_drain_rejections(text: str, reason: str) -> None:
         parse(text)
     assert reason in caught.value.reason
     assert caught.value.usage == DRAIN_USAGE
+
+
+DAEMONSETS_NOTE = "`--ignore-daemonsets` is always on: drain never evicts DaemonSet pods"
+
+
+def test_ignore_daemonsets_is_accepted_with_a_note_and_changes_nothing() -> None:
+    # kubectl needs --ignore-daemonsets to drain a node with DaemonSet pods; kubemaint never evicts them.
+    command = parse("drain node01 --ignore-daemonsets --force")
+    assert command.notes == (DAEMONSETS_NOTE,)
+    assert command.text == "drain node01 --force"
+    assert dict(command.flags) == {"force": True}
+    assert command.options == parse("drain node01 --force").options
+    assert "ignore_daemonsets" not in dataclasses.asdict(command.options)  # nor in a job's steps
+    # the notes are about how the words were read, not part of the command
+    again = parse(command.text)
+    assert again == command and hash(again) == hash(command) and again.notes == ()
+    assert parse("drain --IGNORE-DAEMONSETS node01").notes == (DAEMONSETS_NOTE,)
+    assert parse("drain node01 \u2014ignore-daemonsets").notes == (DAEMONSETS_NOTE,)
+    assert parse("drain node01").notes == () and parse("status").notes == ()
+    assert "ignore-daemonsets" not in VERBS["drain"].usage
 
 
 def test_drain_usage_and_help() -> None:
@@ -356,7 +379,7 @@ def test_every_verb_in_the_table_parses_with_valid_arguments() -> None:
 
 _words = st.one_of(
     st.sampled_from([*VERBS, "CORDON", "Job", "<@U0BOT>", "<@U0BOT>:", "/kubemaint", "--force", "-", ";", "|", "$(id)",
-                     "\u2014force", "-force", "'node01'", "'", '"', "\u2019",
+                     "\u2014force", "-force", "--ignore-daemonsets", "'node01'", "'", '"', "\u2019",
                      "--delete-emptydir-data", "--dry-run", "--grace-period", "--timeout", "--pod-selector",
                      "--timeout=1h", "--grace-period=0", "in", "notin", "(a,b)", "!=", "=", ",", "app=web", "!x"]),
     st.from_regex(NODE_NAME_PATTERN, fullmatch=True),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -48,10 +48,16 @@ class GrammarError(ValueError):
 @dataclass(frozen=True)
 class Command:
     """A validated command: the operation, its frozen options, and the one normalised text
-    (`parse(cmd.text) == cmd`)."""
+    (`parse(cmd.text) == cmd`).
+
+    `notes` are what the user should be told about how their words were read (a flag accepted
+    and ignored, such as drain's `--ignore-daemonsets`), in the order typed. They are not part
+    of the command: two commands with the same options are equal, whatever notes they carry.
+    """
 
     operation: Operation
     options: Any
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def verb(self) -> str:
@@ -119,7 +125,7 @@ def _quotes_refused(words: list[str], operations: Registry) -> GrammarError:
 def _keywords_matched(operation: Operation, typed: list[str]) -> int:
     """How many of the phrase's keywords after the first were typed in their places."""
     try:
-        _, plain = _parse_flags(operation.grammar, operation.usage, typed)
+        _, plain, _ = _parse_flags(operation.grammar, operation.usage, typed)
     except GrammarError:  # a flag of this phrase is wrong: still compare the other words
         plain = [word for word in typed if not word.startswith("--")]
     matched = 0
@@ -142,7 +148,7 @@ def _unknown_verb_reason(word: str, operations: Registry) -> str:
 
 def _parse_as(operation: Operation, words: list[str]) -> Command:
     grammar = operation.grammar
-    values, positional = _parse_flags(grammar, operation.usage, words)
+    values, positional, notes = _parse_flags(grammar, operation.usage, words)
     said = [grammar.keywords[0]]
     for index, token in enumerate(grammar.phrase[1:]):
         shown = " ".join(said)
@@ -164,15 +170,16 @@ def _parse_as(operation: Operation, words: list[str]) -> Command:
     if extra:
         raise GrammarError(f'`{" ".join(grammar.keywords)}` does not take "{quote_input(" ".join(extra))}"',
                            operation.usage)
-    return Command(operation, operation.options(**values))
+    return Command(operation, operation.options(**values), notes)
 
 
-def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Flags (anywhere after the first word, `--name value` or `--name=value`) by field, and the
-    positional words."""
+def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str, Any], list[str], tuple[str, ...]]:
+    """Flags (anywhere after the first word, `--name value` or `--name=value`) by field, the
+    positional words, and the notes of the flags accepted and ignored."""
     values: dict[str, Any] = {}
     positional: list[str] = []
     unknown: list[str] = []
+    notes: list[str] = []
     seen: set[str] = set()
     index = 0
     while index < len(words):
@@ -184,8 +191,8 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
             continue
         raw_name, has_value, inline = word[2:].partition("=")
         name = raw_name.lower()
-        spec = grammar.flag(name)
-        if spec is None:
+        spec, note = grammar.flag(name), grammar.ignored_note(name)
+        if spec is None and note is None:
             unknown.append(f'"{quote_input(word)}"')
             continue
         # Twice is refused for every flag alike: for a value flag the two values may disagree, and
@@ -193,10 +200,13 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
         if name in seen:
             raise GrammarError(f"`--{name}` is given twice", usage)
         seen.add(name)
-        if spec.kind is None:
+        if spec is None or spec.kind is None:
             if has_value:
                 raise GrammarError(f"`--{name}` takes no value", usage)
-            values[spec.field] = True
+            if spec is None:
+                notes.append(note)
+            else:
+                values[spec.field] = True
         else:
             raw, index = _flag_value(spec, words, index, inline if has_value else None)
             if not raw:
@@ -209,7 +219,7 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
         known = ", ".join(f"--{f.name}" for f in grammar.flags) or "no flags"
         raise GrammarError(f"`{' '.join(grammar.keywords)}` does not know {', '.join(unknown)} (it takes {known})",
                            usage)
-    return values, positional
+    return values, positional, tuple(notes)
 
 
 def _refuse_single_dash(grammar: Words, usage: str, word: str) -> None:
@@ -217,7 +227,7 @@ def _refuse_single_dash(grammar: Words, usage: str, word: str) -> None:
     No argument kind accepts a word starting with "-", so such a word is never anything else."""
     if word.startswith("-") and len(word) > 1:
         name = word[1:].partition("=")[0].lower()
-        if grammar.flag(name) is not None:
+        if grammar.flag(name) is not None or grammar.ignored_note(name) is not None:
             raise GrammarError(f"flags start with two dashes: --{name}", usage)
 
 
