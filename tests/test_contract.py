@@ -3,7 +3,8 @@ once, the registry that finds operations, and the typed options a step receives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import pytest
 
@@ -13,10 +14,12 @@ from bot.contract import (
     DURATION,
     NODES,
     SELECTOR,
+    Ignored,
     NoOptions,
     Operation,
     Plan,
     flag,
+    ignored,
 )
 from bot.contract.registry import Registry, load, operations
 from bot.engine import Step, StepContext
@@ -105,6 +108,44 @@ def test_bad_phrases_say_what_to_type(text, reason, usage):
     assert reason in caught.value.reason
     if usage is not None:
         assert caught.value.usage == usage
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rolling:
+    surge: int = flag(COUNT, default=1)
+    legacy_mode: ClassVar[Ignored] = ignored("`--legacy-mode` is gone: every upgrade rolls")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollTo(Rolling):
+    version: str
+
+
+ROLL = Operation(name="roll", words="roll to VERSION", options=RollTo, description="d", answer=_answer)
+ROLLS = Registry([*operations().values(), ROLL], operations().resources.values())
+
+
+def test_an_ignored_flag_is_inherited_accepted_with_its_note_and_kept_out_of_the_options():
+    command = parse("roll --LEGACY-MODE to v1.20.0 --surge 2", ROLLS)
+    assert command.notes == ("`--legacy-mode` is gone: every upgrade rolls",)
+    assert command.options == RollTo(version="v1.20.0", surge=2)
+    assert command.text == "roll to v1.20.0 --surge 2"
+    assert asdict(command.options) == {"surge": 2, "version": "v1.20.0"}
+    assert Step("roll", "test.roll", {"options": command.options}).args == {"options": asdict(command.options)}
+    assert ROLL.usage == "roll to VERSION [--surge COUNT]"
+    with pytest.raises(GrammarError, match=r'does not know "--now" \(it takes --surge\)'):
+        parse("roll to v1.20.0 --now", ROLLS)
+
+
+def test_an_ignored_flag_must_be_a_class_attribute_with_a_note():
+    @dataclass(frozen=True)
+    class AsField:
+        legacy_mode: Ignored = ignored("gone")  # noqa: RUF009 (the mistake under test: a field travels in the options)
+
+    with pytest.raises(TypeError, match=r"AsField.legacy_mode is ignored\(\): declare it as `legacy_mode: ClassVar"):
+        Operation(name="x", words="x", options=AsField, description="d", answer=_answer)
+    with pytest.raises(TypeError, match="needs a note"):
+        ignored(" ")
 
 
 def test_a_declaration_that_does_not_fit_its_options_is_refused_at_import():

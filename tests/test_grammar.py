@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -44,6 +45,13 @@ def job_id_of(command: Command) -> str | None:
         ("<@U0BOT|kubemaint> status", "status", None, None, "status"),
         ("/kubemaint uncordon node01", "uncordon", "node01", None, "uncordon node01"),
         ("<@U0BOT> /kubemaint jobs", "jobs", None, None, "jobs"),
+        # a mention is never part of a command, wherever it is; a leading one may have `:` or `,`
+        ("cordon node01 <@U0BOT>", "cordon", "node01", None, "cordon node01"),
+        ("cordon <@W0BOT|kubemaint> node01", "cordon", "node01", None, "cordon node01"),
+        ("<@U0BOT>: cordon node01", "cordon", "node01", None, "cordon node01"),
+        ("<@U0BOT>, status", "status", None, None, "status"),
+        ("<@U0BOT> <@U0BOT> status", "status", None, None, "status"),
+        ("<@U0ALICE>, <@U0BOT>: status <@U0BOB>", "status", None, None, "status"),
         # whitespace and case
         ("   CORDON \t  node01  \n", "cordon", "node01", None, "cordon node01"),
         ("Status", "status", None, None, "status"),
@@ -56,6 +64,8 @@ def job_id_of(command: Command) -> str | None:
         # nothing but a mention is a request for help
         ("", "help", None, None, "help"),
         ("<@U0BOT>", "help", None, None, "help"),
+        ("<@U0BOT>:", "help", None, None, "help"),
+        ("<@U0BOT> <@U0OTHER|bob>", "help", None, None, "help"),
         ("   ", "help", None, None, "help"),
     ],
 )
@@ -89,7 +99,9 @@ def test_accepted_commands(text: str, verb: str, node: str | None, job_id: str |
         ("stauts", 'unknown command "stauts"; did you mean `status`?', grammar.overall_usage()),
         ("reboot node01", 'unknown command "reboot"', grammar.overall_usage()),
         ("dran node01", 'unknown command "dran"; did you mean `drain`?', grammar.overall_usage()),
-        ("<@U0BOT> <@U0BOT> status", 'unknown command "&lt;@U0BOT&gt;"', grammar.overall_usage()),
+        # only a whole word is a mention: one glued into a value is not quietly dropped
+        ("cordon node01<@U0BOT>", '"node01&lt;@U0BOT&gt;" is not a valid node name', "cordon NODE"),
+        ("<@U0BOT>status", 'unknown command "&lt;@U0BOT&gt;status"', grammar.overall_usage()),
     ],
 )
 def test_rejected_commands(text: str, reason: str, usage: str) -> None:
@@ -125,6 +137,13 @@ DRAIN_USAGE = ("drain NODE [--delete-emptydir-data] [--dry-run] [--force] [--gra
         ("drain node01 --timeout 600s", {}, "drain node01"),
         # label selectors: normalised (terms sorted, == as =, set values sorted), spaces allowed
         ("drain node01 --pod-selector app=web", {"pod-selector": "app=web"}, "drain node01 --pod-selector app=web"),
+        # smart punctuation (macOS, iOS) turns a typed "--" into an em or en dash
+        ("drain node01 \u2014force \u2013delete-emptydir-data", {"force": True, "delete-emptydir-data": True},
+         "drain node01 --delete-emptydir-data --force"),
+        ("drain \u2014dry-run node01 \u2014grace-period=30", {"dry-run": True, "grace-period": 30},
+         "drain node01 --dry-run --grace-period 30"),
+        ("drain node01 \u2013pod-selector app=web \u2013timeout 1h", {"pod-selector": "app=web", "timeout": 3600},
+         "drain node01 --pod-selector app=web --timeout 1h"),
         ("drain node01 --pod-selector=tier==Front_1.x,app!=db",
          {"pod-selector": "app!=db,tier=Front_1.x"}, "drain node01 --pod-selector app!=db,tier=Front_1.x"),
         ("drain node01 --pod-selector app in (web, api) --force", {"pod-selector": "app in (api,web)", "force": True},
@@ -157,8 +176,19 @@ def test_drain_timeout_defaults_to_ten_minutes() -> None:
         ("drain", "`drain` needs a NODE"),
         ("drain node01 --now --later", '`drain` does not know "--now", "--later" (it takes --delete-emptydir-data, '
                                        "--dry-run, --force, --grace-period, --pod-selector, --timeout)"),
-        ("drain node01 --ignore-daemonsets", '`drain` does not know "--ignore-daemonsets"'),
         ("drain node01 --force=yes", "`--force` takes no value"),
+        ("drain node01 --ignore-daemonsets=true", "`--ignore-daemonsets` takes no value"),
+        # a flag typed with one dash names the flag, not "not a valid node name"
+        ("drain node01 -force", "flags start with two dashes: --force"),
+        ("drain -Dry-Run node01", "flags start with two dashes: --dry-run"),
+        ("drain node01 -grace-period=30", "flags start with two dashes: --grace-period"),
+        ("drain node01 -ignore-daemonsets", "flags start with two dashes: --ignore-daemonsets"),
+        ("drain node01 -f", '`drain` does not take "-f"'),
+        # every flag given twice is refused alike, whatever its kind, case or dash
+        ("drain node01 --force --force", "`--force` is given twice"),
+        ("drain node01 --dry-run --DRY-RUN", "`--dry-run` is given twice"),
+        ("drain node01 \u2014force --force", "`--force` is given twice"),
+        ("drain node01 --ignore-daemonsets --ignore-daemonsets", "`--ignore-daemonsets` is given twice"),
         ("drain node01 --grace-period", "`--grace-period` needs a value: --grace-period SECONDS"),
         ("drain node01 --grace-period --force", "`--grace-period` needs a value"),
         ("drain node01 --grace-period=", "`--grace-period` needs a value"),
@@ -196,6 +226,26 @@ def test_drain_rejections(text: str, reason: str) -> None:
     assert caught.value.usage == DRAIN_USAGE
 
 
+DAEMONSETS_NOTE = "`--ignore-daemonsets` is always on: drain never evicts DaemonSet pods"
+
+
+def test_ignore_daemonsets_is_accepted_with_a_note_and_changes_nothing() -> None:
+    # kubectl needs --ignore-daemonsets to drain a node with DaemonSet pods; kubemaint never evicts them.
+    command = parse("drain node01 --ignore-daemonsets --force")
+    assert command.notes == (DAEMONSETS_NOTE,)
+    assert command.text == "drain node01 --force"
+    assert dict(command.flags) == {"force": True}
+    assert command.options == parse("drain node01 --force").options
+    assert "ignore_daemonsets" not in dataclasses.asdict(command.options)  # nor in a job's steps
+    # the notes are about how the words were read, not part of the command
+    again = parse(command.text)
+    assert again == command and hash(again) == hash(command) and again.notes == ()
+    assert parse("drain --IGNORE-DAEMONSETS node01").notes == (DAEMONSETS_NOTE,)
+    assert parse("drain node01 \u2014ignore-daemonsets").notes == (DAEMONSETS_NOTE,)
+    assert parse("drain node01").notes == () and parse("status").notes == ()
+    assert "ignore-daemonsets" not in VERBS["drain"].usage
+
+
 def test_drain_usage_and_help() -> None:
     assert VERBS["drain"].usage == DRAIN_USAGE
     assert f"`{DRAIN_USAGE}` — cordon a node and evict its pods" in help_text()
@@ -223,6 +273,39 @@ def test_shell_metacharacters_never_get_through(text: str) -> None:
         parse(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "reason", "usage"),
+    [
+        ("cordon 'node01'", "quotes are not needed: type cordon node01", "cordon NODE"),
+        ('cordon "node01"', "quotes are not needed: type cordon node01", "cordon NODE"),
+        ("drain node01 --pod-selector 'run=blue'", "quotes are not needed: type drain node01 --pod-selector run=blue",
+         DRAIN_USAGE),
+        ('drain node01 --pod-selector="run=blue" --force',
+         "quotes are not needed: type drain node01 --force --pod-selector run=blue", DRAIN_USAGE),
+        ("drain node01 --pod-selector 'app in (web, api)'",
+         "quotes are not needed: type drain node01 --pod-selector app in (api,web)", DRAIN_USAGE),
+        ("drain node01 --pod-selector app in ('web','api')",
+         "quotes are not needed: type drain node01 --pod-selector app in (api,web)", DRAIN_USAGE),
+        # the curly quotes smart punctuation makes
+        ("cordon \u2018node01\u2019", "quotes are not needed: type cordon node01", "cordon NODE"),
+        ("<@U0BOT> \u201ccordon node01\u201d", "quotes are not needed: type cordon node01", "cordon NODE"),
+        # wrong without the quotes too: both are said
+        ("cordon 'Node01'", 'quotes are not needed, and "Node01" is not a valid node name: node names are lowercase',
+         "cordon NODE"),
+        ("cordon '$(id)'", 'quotes are not needed, and "$(id)" is not a valid node name', "cordon NODE"),
+        ("cordon ''", "quotes are not needed, and `cordon` needs a NODE", "cordon NODE"),
+        # an apostrophe inside a word is not a quote
+        ("cordon node'01", '"node\'01" is not a valid node name', "cordon NODE"),
+        ("what's up", 'unknown command "what\'s"', grammar.overall_usage()),
+    ],
+)
+def test_quotes_are_refused_with_the_command_to_type(text: str, reason: str, usage: str) -> None:
+    with pytest.raises(GrammarError) as caught:
+        parse(text)
+    assert caught.value.reason.startswith(reason)
+    assert caught.value.usage == usage
+
+
 def test_quoted_input_cannot_ping_the_channel() -> None:
     with pytest.raises(GrammarError) as caught:
         parse("<!channel> hello")
@@ -230,6 +313,9 @@ def test_quoted_input_cannot_ping_the_channel() -> None:
     assert "&lt;!channel&gt;" in caught.value.reason
     with pytest.raises(GrammarError) as caught:
         parse("cordon <!here>")
+    assert "<!here>" not in str(caught.value)
+    with pytest.raises(GrammarError) as caught:
+        parse("cordon '<!here>'")
     assert "<!here>" not in str(caught.value)
 
 
@@ -292,7 +378,8 @@ def test_every_verb_in_the_table_parses_with_valid_arguments() -> None:
 # --- fuzzing -------------------------------------------------------------------------------------
 
 _words = st.one_of(
-    st.sampled_from([*VERBS, "CORDON", "Job", "<@U0BOT>", "/kubemaint", "--force", "-", ";", "|", "$(id)",
+    st.sampled_from([*VERBS, "CORDON", "Job", "<@U0BOT>", "<@U0BOT>:", "/kubemaint", "--force", "-", ";", "|", "$(id)",
+                     "\u2014force", "-force", "--ignore-daemonsets", "'node01'", "'", '"', "\u2019",
                      "--delete-emptydir-data", "--dry-run", "--grace-period", "--timeout", "--pod-selector",
                      "--timeout=1h", "--grace-period=0", "in", "notin", "(a,b)", "!=", "=", ",", "app=web", "!x"]),
     st.from_regex(NODE_NAME_PATTERN, fullmatch=True),

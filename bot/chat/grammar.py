@@ -7,17 +7,18 @@ node name could smuggle a shell metacharacter.
 The words come from the operations' declarations: a phrase of keywords and typed arguments
 ("restore etcd from BACKUP_ID") and the flags of its options type. Several phrases may share a
 first word ("upgrade plan", "upgrade to VERSION"); the one whose keywords match is parsed.
+What chat adds around a command (mentions, smart dashes) is undone first (bot/chat/typed.py).
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from bot.chat.typed import command_words, unquoted
 from bot.contract.operation import Operation
 from bot.contract.registry import Registry
 from bot.contract.registry import operations as builtin_operations
@@ -26,8 +27,6 @@ from bot.domain.text import quote_input
 
 # A long paste is never a command; refusing early also bounds the work difflib does.
 MAX_TEXT_LENGTH = 500
-_MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
-_SLASH_COMMAND = "/kubemaint"
 
 
 class GrammarError(ValueError):
@@ -49,10 +48,16 @@ class GrammarError(ValueError):
 @dataclass(frozen=True)
 class Command:
     """A validated command: the operation, its frozen options, and the one normalised text
-    (`parse(cmd.text) == cmd`)."""
+    (`parse(cmd.text) == cmd`).
+
+    `notes` are what the user should be told about how their words were read (a flag accepted
+    and ignored, such as drain's `--ignore-daemonsets`), in the order typed. They are not part
+    of the command: two commands with the same options are equal, whatever notes they carry.
+    """
 
     operation: Operation
     options: Any
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def verb(self) -> str:
@@ -75,7 +80,13 @@ def parse(text: str, operations: Registry | None = None) -> Command:
         raise GrammarError("a command must be text", overall_usage(operations))
     if len(text) > MAX_TEXT_LENGTH:
         raise GrammarError(f"that is too long to be a command ({len(text)} characters)", overall_usage(operations))
-    words = _strip_prefixes(text.split())
+    words = command_words(text)
+    if (bare := unquoted(words)) is not None:
+        raise _quotes_refused(bare, operations)
+    return _parse_words(words, operations)
+
+
+def _parse_words(words: list[str], operations: Registry) -> Command:
     if not words:
         return Command(operations["help"], operations["help"].options())  # a bare mention asks for help
     first, *rest = words
@@ -101,10 +112,20 @@ def _after_first(words: Words) -> str:
     return " ".join(t.word if isinstance(t, Keyword) else t.kind.placeholder for t in words.phrase[1:])
 
 
+def _quotes_refused(words: list[str], operations: Registry) -> GrammarError:
+    """Quoted values are refused, never unquoted and run: quotes are a shell habit, and what the bot
+    acts on must be exactly what was typed. The answer names the command to type without them."""
+    try:
+        command = _parse_words(words, operations)
+    except GrammarError as error:
+        return GrammarError(f"quotes are not needed, and {error.reason}", error.usage)
+    return GrammarError(f"quotes are not needed: type {command.text}", command.operation.usage)
+
+
 def _keywords_matched(operation: Operation, typed: list[str]) -> int:
     """How many of the phrase's keywords after the first were typed in their places."""
     try:
-        _, plain = _parse_flags(operation.grammar, operation.usage, typed)
+        _, plain, _ = _parse_flags(operation.grammar, operation.usage, typed)
     except GrammarError:  # a flag of this phrase is wrong: still compare the other words
         plain = [word for word in typed if not word.startswith("--")]
     matched = 0
@@ -114,15 +135,6 @@ def _keywords_matched(operation: Operation, typed: list[str]) -> int:
                 break
             matched += 1
     return matched
-
-
-def _strip_prefixes(words: list[str]) -> list[str]:
-    # Slack delivers "<@U0BOT> cordon node01" for a mention; people also paste "/kubemaint ...".
-    if words and _MENTION.fullmatch(words[0]):
-        words = words[1:]
-    if words and words[0].lower() == _SLASH_COMMAND:
-        words = words[1:]
-    return words
 
 
 def _unknown_verb_reason(word: str, operations: Registry) -> str:
@@ -136,7 +148,7 @@ def _unknown_verb_reason(word: str, operations: Registry) -> str:
 
 def _parse_as(operation: Operation, words: list[str]) -> Command:
     grammar = operation.grammar
-    values, positional = _parse_flags(grammar, operation.usage, words)
+    values, positional, notes = _parse_flags(grammar, operation.usage, words)
     said = [grammar.keywords[0]]
     for index, token in enumerate(grammar.phrase[1:]):
         shown = " ".join(said)
@@ -158,33 +170,44 @@ def _parse_as(operation: Operation, words: list[str]) -> Command:
     if extra:
         raise GrammarError(f'`{" ".join(grammar.keywords)}` does not take "{quote_input(" ".join(extra))}"',
                            operation.usage)
-    return Command(operation, operation.options(**values))
+    return Command(operation, operation.options(**values), notes)
 
 
-def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Flags (anywhere after the first word, `--name value` or `--name=value`) by field, and the
-    positional words."""
+def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str, Any], list[str], tuple[str, ...]]:
+    """Flags (anywhere after the first word, `--name value` or `--name=value`) by field, the
+    positional words, and the notes of the flags accepted and ignored."""
     values: dict[str, Any] = {}
     positional: list[str] = []
     unknown: list[str] = []
+    notes: list[str] = []
+    seen: set[str] = set()
     index = 0
     while index < len(words):
         word = words[index]
         index += 1
         if not word.startswith("--"):
+            _refuse_single_dash(grammar, usage, word)
             positional.append(word)
             continue
         raw_name, has_value, inline = word[2:].partition("=")
-        spec = grammar.flag(raw_name.lower())
-        if spec is None:
+        name = raw_name.lower()
+        spec, note = grammar.flag(name), grammar.ignored_note(name)
+        if spec is None and note is None:
             unknown.append(f'"{quote_input(word)}"')
-        elif spec.kind is None:
+            continue
+        # Twice is refused for every flag alike: for a value flag the two values may disagree, and
+        # a boolean given twice is as likely a paste gone wrong.
+        if name in seen:
+            raise GrammarError(f"`--{name}` is given twice", usage)
+        seen.add(name)
+        if spec is None or spec.kind is None:
             if has_value:
-                raise GrammarError(f"`--{spec.name}` takes no value", usage)
-            values[spec.field] = True
+                raise GrammarError(f"`--{name}` takes no value", usage)
+            if spec is None:
+                notes.append(note)
+            else:
+                values[spec.field] = True
         else:
-            if spec.field in values:
-                raise GrammarError(f"`--{spec.name}` is given twice", usage)
             raw, index = _flag_value(spec, words, index, inline if has_value else None)
             if not raw:
                 raise GrammarError(f"`--{spec.name}` needs a value: --{spec.name} {spec.kind.placeholder}", usage)
@@ -196,7 +219,16 @@ def _parse_flags(grammar: Words, usage: str, words: list[str]) -> tuple[dict[str
         known = ", ".join(f"--{f.name}" for f in grammar.flags) or "no flags"
         raise GrammarError(f"`{' '.join(grammar.keywords)}` does not know {', '.join(unknown)} (it takes {known})",
                            usage)
-    return values, positional
+    return values, positional, tuple(notes)
+
+
+def _refuse_single_dash(grammar: Words, usage: str, word: str) -> None:
+    """`-force` for `--force` (a short-option habit) gets the flag's name back, not "not a node name".
+    No argument kind accepts a word starting with "-", so such a word is never anything else."""
+    if word.startswith("-") and len(word) > 1:
+        name = word[1:].partition("=")[0].lower()
+        if grammar.flag(name) is not None or grammar.ignored_note(name) is not None:
+            raise GrammarError(f"flags start with two dashes: --{name}", usage)
 
 
 def _flag_value(spec: Flag, words: list[str], index: int, inline: str | None) -> tuple[str, int]:

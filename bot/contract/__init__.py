@@ -27,12 +27,14 @@ from bot.contract.words import (
     SECONDS,
     SELECTOR,
     VERSION,
+    Ignored,
     NoOptions,
     flag,
+    ignored,
 )
 
 __all__ = [
     "BACKUP_ID", "COUNT", "DURATION", "JOB_ID", "NODE", "NODES", "OPERATORS", "READ_ONLY", "ROLES", "SECONDS",
-    "SELECTOR", "VERSION", "Asking", "NoOptions", "Operation", "Plan", "PlanChanged", "Policy", "Resource", "Role",
-    "flag",
+    "SELECTOR", "VERSION", "Asking", "Ignored", "NoOptions", "Operation", "Plan", "PlanChanged", "Policy", "Resource",
+    "Role", "flag", "ignored",
 ]

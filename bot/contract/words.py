@@ -12,6 +12,12 @@ the operation's options type is a flag, declared with `flag()`:
         dry_run: bool = flag(help="show the plan only")
         timeout: int = flag(DURATION, default=600)  # --timeout 10m
 
+A flag people type out of habit (kubectl's `--ignore-daemonsets`) that changes nothing here is
+declared as a class attribute with `ignored(note)`, not as a field: it is accepted, the note is
+shown to the user, and it never reaches the options or the normalised command text.
+
+    ignore_daemonsets: ClassVar[Ignored] = ignored("drain never evicts DaemonSet pods")
+
 Every value is checked here, before anything else sees it (DESIGN principle 5): a node name
 is an RFC 1123 label, a version is exactly vMAJOR.MINOR.PATCH, a selector uses a safe alphabet.
 So nothing that leaves the grammar could smuggle a shell metacharacter or ping a channel.
@@ -151,6 +157,23 @@ def flag(kind: ArgKind | None = None, *, default: Any = None, help: str = "") ->
 
 
 @dataclass(frozen=True)
+class Ignored:
+    """A flag accepted and ignored, with the note the user is shown (see `ignored`)."""
+
+    note: str
+
+
+def ignored(note: str) -> Ignored:
+    """A `--flag` that is accepted but changes nothing, declared as a class attribute of the
+    options type (`ignore_daemonsets: ClassVar[Ignored] = ignored("...")`): as a class attribute
+    it is inherited like the flags but is no field, so it never reaches the options, the
+    normalised text or a job. `note` says why it changes nothing."""
+    if not note.strip():
+        raise TypeError("an ignored flag needs a note saying why it changes nothing")
+    return Ignored(note)
+
+
+@dataclass(frozen=True)
 class NoOptions:
     """The options of a command that takes none."""
 
@@ -190,6 +213,7 @@ class Words:
     phrase: tuple[Keyword | Slot, ...]
     flags: tuple[Flag, ...]
     options: type
+    ignored_flags: tuple[tuple[str, str], ...] = ()  # (name as typed, note): flags accepted and ignored
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -202,6 +226,10 @@ class Words:
 
     def flag(self, name: str) -> Flag | None:
         return next((f for f in self.flags if f.name == name), None)
+
+    def ignored_note(self, name: str) -> str | None:
+        """The note of an accepted-and-ignored flag, or None if `name` is not one."""
+        return next((note for ignored_name, note in self.ignored_flags if ignored_name == name), None)
 
     def given(self, options: Any) -> dict[str, Any]:
         """The flags that differ from their defaults, by name: what a user would have to type."""
@@ -243,11 +271,16 @@ def words_of(phrase: str, options: type) -> Words:
     for name, spec in fields.items():
         if name in slots:
             continue
+        if isinstance(spec.default, Ignored):  # annotated as a field: it would become part of the options
+            raise TypeError(f"{phrase!r}: {options.__name__}.{name} is ignored(): declare it as "
+                            f"`{name}: ClassVar[Ignored] = ignored(...)`, not as a field")
         if _FLAG not in spec.metadata:
             raise TypeError(f"{phrase!r}: {options.__name__}.{name} is neither in the phrase nor a flag()")
         kind, help_text = spec.metadata[_FLAG]
         flags.append(Flag(name.replace("_", "-"), name, kind, spec.default, help_text))
-    return Words(tuple(tokens), tuple(sorted(flags, key=lambda f: f.name)), options)
+    ignored_flags = tuple((name.replace("_", "-"), getattr(options, name).note) for name in sorted(dir(options))
+                          if isinstance(getattr(options, name), Ignored))  # class attributes, inherited too
+    return Words(tuple(tokens), tuple(sorted(flags, key=lambda f: f.name)), options, ignored_flags)
 
 
 def narrow(options: Any, to: type) -> Any:

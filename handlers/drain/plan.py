@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from bot.cluster.snapshot import ClusterSnapshot, NodeInfo, PodInfo, Taint
-from bot.contract import DURATION, SECONDS, SELECTOR, Plan, flag
+from bot.contract import DURATION, SECONDS, SELECTOR, Ignored, Plan, flag, ignored
 from bot.contract.words import narrow
 from bot.domain.durations import format_duration
 from bot.domain.selectors import LabelSelector
@@ -43,6 +43,10 @@ class DrainOptions:
     # None: each pod's own terminationGracePeriodSeconds (kubectl's -1)
     grace_period: int | None = flag(SECONDS, help="seconds each pod gets to stop")
     timeout: int = flag(DURATION, default=DEFAULT_TIMEOUT_SECONDS, help="give up after this long")
+    # kubectl refuses to drain a node with DaemonSet pods unless told this, so people type it out
+    # of habit; here it is what always happens, so it is accepted with a note rather than refused.
+    ignore_daemonsets: ClassVar[Ignored] = ignored(
+        "`--ignore-daemonsets` is always on: drain never evicts DaemonSet pods")
 
 
 @dataclass(frozen=True, kw_only=True)
