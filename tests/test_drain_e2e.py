@@ -193,3 +193,11 @@ def test_pod_under_two_pdbs_is_reported_and_the_drain_fails(shop):
     failed = chat.wait_job(job_id, ("failed",), timeout=60)
     assert "several PodDisruptionBudgets" in ending_text(failed)
     assert kubectl_nodes(shop)[node] == "Ready,SchedulingDisabled"
+
+
+def test_kubectls_ignore_daemonsets_is_accepted_with_a_note(seeds):
+    chat = fresh(seeds)
+    thread = chat.ask("drain node01 --ignore-daemonsets --force --dry-run")
+    assert thread.reply["text"] == ("Note: `--ignore-daemonsets` is always on: drain never evicts DaemonSet pods")
+    plan = thread.wait("Dry run of `drain node01 --dry-run --force`")["text"]
+    assert "Stay: DaemonSet pods" in plan

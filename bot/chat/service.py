@@ -82,6 +82,8 @@ class Kubemaint:
             reply(refusal.message)
             return
         audit(self.redis, "request", user=msg.user, command=command.text, channel=msg.channel)
+        for note in command.notes:  # how the words were read (an accepted kubectl habit, say): said first
+            reply(f"Note: {note}")
         try:
             if command.operation.read_only:
                 asking = Asking(msg.user, self.resources, self.settings, self.operations, self.clock())
