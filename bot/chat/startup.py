@@ -6,6 +6,7 @@ start through here too, and nothing here imports the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import sys
@@ -72,15 +73,21 @@ def serve(config_path: str | None) -> int:
     # SIGTERM (docker stop, systemd) and Ctrl-C end the bot quietly, and its handler processes with it.
     for ending in (signal.SIGTERM, signal.SIGINT):
         signal.signal(ending, lambda signum, frame: sys.exit(0))
+    socket_mode = None
     try:
         if settings.slack.mode == "socket":
-            handler = SocketModeHandler(app, settings.slack.app_token.get_secret_value(),
-                                        web_client=app.client, concurrency=SOCKET_MODE_THREADS)
-            prestart(handler.client.message_workers, SOCKET_MODE_THREADS)
-            handler.start()
+            socket_mode = SocketModeHandler(app, settings.slack.app_token.get_secret_value(),
+                                            web_client=app.client, concurrency=SOCKET_MODE_THREADS)
+            prestart(socket_mode.client.message_workers, SOCKET_MODE_THREADS)
+            socket_mode.start()
         else:
             app.start(port=settings.slack.http_port, path="/slack/events")
     finally:
+        # Close the connection ourselves: a stop that lands while it is being opened otherwise leaves
+        # its threads running, and the process does not end.
+        if socket_mode is not None:
+            with contextlib.suppress(Exception):
+                socket_mode.close()
         handlers.stop()
     return 0
 
