@@ -76,6 +76,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         if not shutil.which(self.binary):
             raise RedisServerError(f"{self.binary} not found: install redis-server or set KUBEMAINT_REDIS_SERVER")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         # A free port can be taken between our probe and the server's bind: try a few.
         attempts = 1 if self.requested_port else 3
         for attempt in range(attempts):
