@@ -1,7 +1,9 @@
 """`python -m lab demo`: the bot in the lab, with a terminal chat client on the Slack emulator.
 
 You type in #ops as an operator; `/as approver`, `/as viewer`, `/as operator` switch users;
-buttons appear as numbered choices, and typing the number clicks it.
+buttons appear as numbered choices, and typing the number clicks it. A click the bot misses (it is
+down, or too slow) shows Slack's warning, and a bot or worker that dies is restarted within seconds,
+as compose's `restart: always` does: kill one and watch.
 `--headless --state-file PATH` starts the same stack without the chat client and writes PATH
 (JSON) once everything is ready.
 """
@@ -15,6 +17,7 @@ import threading
 from pathlib import Path
 
 from lab.stack import CHANNEL, Stack
+from lab.supervisor import Child
 
 NAMES = {"U0ALICE": "alice (operator)", "U0BOB": "bob (approver)", "U0CAROL": "carol (approver)",
          "U0VIC": "victor (viewer)", "U0BOT": "kubemaint"}
@@ -105,10 +108,17 @@ def interactive(stack: Stack) -> None:
                 print(f"no button [{line}]")
                 continue
             ts, action_id, value = view.choices[index]
-            stack.slack.client.click(user, CHANNEL, ts, action_id, value or None)
+            clicked = stack.slack.client.click(user, CHANNEL, ts, action_id, value or None)
+            if not clicked["delivered"]:  # what Slack's client shows on the button
+                print(f"    {clicked['shown']} -- Slack does not retry a click: "
+                      f"type {line} again when kubemaint is back")
             continue
         stack.slack.client.say(user, CHANNEL, f"<@U0BOT> {line}")
     view.stop.set()
+
+
+def tell_restart(child: Child, exit_code: int | None) -> None:
+    print(f"(supervisor: {child.name} exited with {exit_code} and was restarted; see {child.log})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.headless and not args.state_file:
         parser.error("--headless needs --state-file PATH")
     print("starting the lab cluster, Redis, the Slack emulator, a worker and the bot...", flush=True)
-    with Stack(scenario=args.scenario, mode=args.mode, time_scale=args.time_scale) as stack:
+    with Stack(scenario=args.scenario, mode=args.mode, time_scale=args.time_scale, on_restart=tell_restart) as stack:
         if args.headless:
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):

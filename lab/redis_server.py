@@ -2,8 +2,14 @@
 
     with RedisServer() as server:
         client = server.client()        # or Redis.from_url(server.url)
+        server.kill()                   # SIGKILL, like an OOM kill: no shutdown, no final fsync
+        server.restart()                # same port and directory: the append-only file is replayed
 
-`python -m lab.redis_server` starts one and prints its URL until Ctrl-C.
+Durable by default, as production runs it (deploy/compose.yaml): an append-only file fsynced every
+second and no eviction, so the job queue never loses a key to memory pressure.
+`persistence="none"` is for tests that must show what losing Redis' data does.
+
+`python -m lab.redis_server [--no-persistence]` starts one and prints its URL until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,6 +28,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 REDIS_SERVER = os.environ.get("KUBEMAINT_REDIS_SERVER", "/usr/bin/redis-server")
+PERSISTENCE = ("aof", "none")
+AOF_DIR = "appendonlydir"  # redis-server's default `appenddirname`, under --dir
+# No RDB snapshots in either mode: with "aof" the append-only file is the one durable copy, and with
+# "none" nothing may survive a restart.
+PERSISTENCE_ARGS = {
+    "aof": ["--appendonly", "yes", "--appendfsync", "everysec", "--appenddirname", AOF_DIR, "--save", ""],
+    "none": ["--appendonly", "no", "--save", ""],
+}
 
 
 class RedisServerError(RuntimeError):
@@ -35,10 +49,14 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server child process; ready when it answers PING (polled until a deadline)."""
+    """One redis-server child process; ready when it answers PING and has loaded its data (polled until
+    a deadline)."""
 
     def __init__(self, *, port: int | None = None, workdir: Path | None = None, ready_timeout: float = 10.0,
-                 binary: str = REDIS_SERVER) -> None:
+                 binary: str = REDIS_SERVER, persistence: str = "aof") -> None:
+        if persistence not in PERSISTENCE:
+            raise ValueError(f"persistence must be one of {', '.join(PERSISTENCE)}, not {persistence!r}")
+        self.persistence = persistence
         self.requested_port = port
         self.port = 0
         self.ready_timeout = ready_timeout
@@ -58,6 +76,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         if not shutil.which(self.binary):
             raise RedisServerError(f"{self.binary} not found: install redis-server or set KUBEMAINT_REDIS_SERVER")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         # A free port can be taken between our probe and the server's bind: try a few.
         attempts = 1 if self.requested_port else 3
         for attempt in range(attempts):
@@ -73,14 +92,14 @@ class RedisServer:
         raise AssertionError("unreachable")
 
     def _spawn_and_wait(self) -> None:
-        log = self.log.open("wb")
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-             "--databases", "16", "--loglevel", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
+        # Appended to, so a restart keeps the log of the run before it.
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                 *PERSISTENCE_ARGS[self.persistence], "--maxmemory-policy", "noeviction",
+                 "--daemonize", "no", "--protected-mode", "yes", "--databases", "16", "--loglevel", "warning"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         deadline = time.monotonic() + self.ready_timeout
         probe = Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=1)
         try:
@@ -88,7 +107,9 @@ class RedisServer:
                 if self.process.poll() is not None:
                     raise RedisServerError(f"redis-server exited with {self.process.returncode}: {self._log_text()}")
                 try:
-                    if probe.ping():
+                    # PING is answered while the append-only file is still being replayed; most other
+                    # commands get LOADING errors until `loading` drops to 0.
+                    if probe.ping() and not int(probe.info("persistence")["loading"]):
                         return
                 except RedisError:
                     pass
@@ -98,6 +119,37 @@ class RedisServer:
                 time.sleep(0.01)
         finally:
             probe.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer does: no shutdown save, no final fsync. The directory stays
+        for `restart()`."""
+        if self.running:
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> RedisServer:
+        """Start again on the same port in the same directory (a running server is stopped cleanly
+        first); returns once it answers PING and has replayed its append-only file."""
+        if not self.port:
+            raise RedisServerError("restart() before start()")
+        self.stop(cleanup=False)
+        self._spawn_and_wait()
+        return self
+
+    def aof_files(self) -> list[Path]:
+        """The append-only files (base and increments), for tests that look for a write in them."""
+        return sorted((self.workdir / AOF_DIR).glob("*.aof"))
+
+    def aof_contains(self, data: bytes) -> bool:
+        """Whether `data` has been written to the append-only files. Redis writes a command there before
+        it answers (with `everysec` only the fsync is deferred), so what is in the file survives a
+        SIGKILL of the server; only a crash of the machine could still lose the last second."""
+        return any(data in path.read_bytes() for path in self.aof_files())
 
     def _log_text(self) -> str:
         try:
@@ -129,8 +181,9 @@ class RedisServer:
         self.stop()
 
 
-def main() -> int:
-    with RedisServer() as server:
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    with RedisServer(persistence="none" if "--no-persistence" in args else "aof") as server:
         print(server.url, flush=True)
         stop = False
 

@@ -1,6 +1,11 @@
 """The whole demo world on one machine: the lab cluster, a private Redis, the Slack
 emulator, job workers and the bot (as separate processes, as in production).
 
+As deploy/compose.yaml runs them: Redis with an append-only file (`redis_persistence`), and the bot
+and the workers restarted when they die (`supervise`, lab/supervisor.py). Tests that kill a process
+and need it to stay dead say so (`kill_worker(..., restart=False)`, `kill(name, restart=False)`, or
+`supervise=False`).
+
 Used by `python -m lab demo`, the end-to-end tests and the chat benchmark.
 """
 
@@ -14,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from lab.redis_server import RedisServer, free_port
 from lab.slack.client import SlackLabClient
 from lab.slack.emulator import EmulatorThread
 from lab.slack.workspace import DEFAULT_CHANNELS, DEFAULT_USERS
+from lab.supervisor import Child, Supervisor
 from lab.testing import LabError, LabProcess, child_pids, stop_process_group
 
 CHANNEL = "C0OPS"
@@ -65,6 +72,12 @@ class SlackProcess:
         stop_process_group(self.proc)
 
 
+def worker_name(index: int, start: int) -> str:
+    """RQ refuses to register a worker under a name whose last holder died without unregistering (until
+    its key expires, 7 minutes later), so a restarted worker gets a new name; "worker<N>-" stays the prefix."""
+    return f"worker{index}-{os.getpid()}" + (f"-r{start}" if start else "")
+
+
 @dataclass
 class Stack:
     scenario: str = "seeds-os-upgrade"
@@ -79,12 +92,17 @@ class Stack:
     # Run the Slack emulator in a process of its own (benchmarks: so the test clients' load
     # does not delay the emulator's own clock readings).
     slack_process: bool = False
+    # "aof" (an append-only file, as in production) or "none" (a restart of Redis loses everything).
+    redis_persistence: str = "aof"
+    # Restart a dead bot or worker like compose's `restart: always`; each restart is noted in its log.
+    supervise: bool = True
+    on_restart: Callable[[Child, int | None], None] | None = None  # e.g. the demo tells its user
     workdir: Path | None = None
     lab: LabProcess | None = None
     redis: RedisServer | None = None
     slack: EmulatorThread | None = None
-    bot: subprocess.Popen | None = None
-    worker_procs: list[subprocess.Popen] = field(default_factory=list)
+    supervisor: Supervisor | None = None  # owns the bot's and the workers' processes
+    _workers_started: int = 0
     _tmp: tempfile.TemporaryDirectory | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -96,7 +114,7 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self.lab = LabProcess(self.scenario, time_scale=self.time_scale, workdir=self.workdir / "lab").start()
-            self.redis = RedisServer().start()
+            self.redis = RedisServer(persistence=self.redis_persistence, workdir=self.workdir / "redis").start()
             bot_port = free_port()
             http = self.mode == "http"
             users = {**DEFAULT_USERS, **{uid: {"name": uid.lower()} for uid in self.extra_users}}
@@ -109,10 +127,13 @@ class Stack:
                                             request_url=request_url).start()
             self.config = self.workdir / "kubemaint.yaml"
             self.config.write_text(yaml.safe_dump(self._config(bot_port)))
+            self.supervisor = Supervisor(on_restart=self.on_restart)
             for _ in range(self.workers):
                 self.start_worker()
-            self.bot = self._spawn("bot", "serve")
+            self._spawn("bot", lambda start: ["serve"])
             self._wait_for_bot()
+            if self.supervise:
+                self.supervisor.start()
         except BaseException:
             self.stop()
             raise
@@ -153,15 +174,30 @@ class Stack:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
-        log = (self.workdir / f"{name}.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "bot.cli", *args], stdout=log, stderr=subprocess.STDOUT,
-                                env=self._env(), start_new_session=True)
+    def _spawn(self, name: str, args: Callable[[int], list[str]]) -> subprocess.Popen:
+        """`kubemaint <args(start)>` as the supervised child `name`, output in `<name>.log`."""
+        assert self.supervisor is not None, "start() first"
+        return self.supervisor.add(name, lambda start: [sys.executable, "-m", "bot.cli", *args(start)], self._env(),
+                                   self.workdir / f"{name}.log").proc
+
+    # -- the processes (the supervisor replaces one when it restarts it) ---------------------
+
+    @property
+    def bot(self) -> subprocess.Popen | None:
+        return self.supervisor.proc("bot") if self.supervisor and "bot" in self.supervisor.children else None
+
+    @property
+    def worker_procs(self) -> list[subprocess.Popen]:
+        return [self.supervisor.proc(f"worker{i}") for i in range(self._workers_started)] if self.supervisor else []
+
+    def restarts(self, name: str) -> int:
+        """How often the supervisor restarted "bot" or "worker<N>"."""
+        return self.supervisor.restarts(name) if self.supervisor else 0
 
     def start_worker(self) -> subprocess.Popen:
-        index = len(self.worker_procs)
-        proc = self._spawn(f"worker{index}", "worker", "--name", f"worker{index}-{os.getpid()}")
-        self.worker_procs.append(proc)
+        index = self._workers_started
+        self._workers_started += 1
+        proc = self._spawn(f"worker{index}", lambda start: ["worker", "--name", worker_name(index, start)])
         self._wait(lambda: self._registered_workers() > index, 30, f"worker {index} to register")
         return proc
 
@@ -170,16 +206,36 @@ class Stack:
 
         return len(Worker.all(connection=Redis.from_url(self.redis.url)))
 
-    def kill_worker(self, index: int, also: list[int | None] = ()) -> None:
-        """SIGKILL, like an OOM kill or a node crash: no cleanup runs. `also`: more pids to kill at
-        the same moment (RQ's work horse runs in a session of its own)."""
-        proc = self.worker_procs[index]
-        os.killpg(proc.pid, signal.SIGKILL)
+    def kill(self, name: str, *, restart: bool = True) -> int:
+        """SIGKILL "bot" or "worker<N>" alone, as the OOM killer picks one process: no cleanup runs.
+        The supervisor restarts it unless `restart` is False. Returns the killed pid."""
+        proc = self.supervisor.proc(name) if restart else self.supervisor.hold(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        return proc.pid
+
+    def kill_worker(self, index: int, also: list[int | None] = (), restart: bool = False) -> None:
+        """SIGKILL a worker's process group, like a node crash: no cleanup runs. `also`: more pids to
+        kill at the same moment (RQ's work horse runs in a session of its own). It stays dead unless
+        `restart` (tests of "another worker finishes the job" need exactly one worker fewer)."""
+        name = f"worker{index}"
+        proc = self.supervisor.proc(name) if restart else self.supervisor.hold(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         for pid in also:
             if pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+    def kill_redis(self) -> None:
+        """SIGKILL Redis (an OOM kill): nothing restarts it until `restart_redis()`."""
+        self.redis.kill()
+
+    def restart_redis(self) -> None:
+        """Redis again on the same port, with what its append-only file kept (nothing with persistence "none")."""
+        self.redis.restart()
 
     def bot_handlers(self) -> list[int]:
         """The pids of the bot's handler processes (bot/chat/handling.py)."""
@@ -220,13 +276,17 @@ class Stack:
 
     def logs(self, tail: int = 40) -> str:
         out = []
-        for path in sorted(self.workdir.glob("*.log")):
+        for path in [*sorted(self.workdir.glob("*.log")), *self.workdir.glob("redis/*.log")]:
             lines = path.read_text(errors="replace").splitlines()[-tail:]
             out.append(f"--- {path.name}\n" + "\n".join(lines))
         return "\n".join(out)
 
     def stop(self) -> None:
-        for proc in [self.bot, *self.worker_procs]:
+        procs = [self.bot, *self.worker_procs]
+        if self.supervisor is not None:
+            self.supervisor.stop()  # first: nothing may be restarted while it is being stopped
+            procs = [self.supervisor.proc(name) for name in self.supervisor.children]
+        for proc in procs:
             stop_process_group(proc)
         for part in (self.slack, self.redis, self.lab):
             if part is not None:

@@ -3,30 +3,64 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from lab.slack.client import SlackLabClient
-from lab.testing import wait_until
+from lab.testing import child_pids, wait_until
 
 
-def test_headless_demo_writes_its_state_and_answers_in_chat(tmp_path):
-    state_file = tmp_path / "demo.json"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, dict]]:
+    state_file = tmp_path_factory.mktemp("demo") / "demo.json"
     demo = subprocess.Popen([sys.executable, "-m", "lab", "demo", "--headless", "--state-file", str(state_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_until(lambda: state_file.exists() or demo.poll() is not None, timeout=60, message="the state file")
         assert demo.poll() is None, demo.stdout.read()
-        state = json.loads(state_file.read_text())
-        assert set(state["users"]) >= {"operator", "approver", "viewer"}
-        assert state["channel"] == "C0OPS"
-        chat = SlackLabClient(state["slack_url"])
-        said = chat.say(state["users"]["viewer"], state["channel"], "<@U0BOT> status")
-        reply = chat.wait_for_message(lambda m: m.get("thread_ts") == said["ts"] and m.get("user") == "U0BOT",
-                                      channel=state["channel"], timeout=30)
-        assert "controlplane" in reply["text"]
+        yield demo, json.loads(state_file.read_text())
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=30)
     assert demo.returncode == 0
+
+
+def test_headless_demo_writes_its_state_and_answers_in_chat(demo):
+    _, state = demo
+    assert set(state["users"]) >= {"operator", "approver", "viewer"}
+    assert state["channel"] == "C0OPS"
+    chat = SlackLabClient(state["slack_url"])
+    said = chat.say(state["users"]["viewer"], state["channel"], "<@U0BOT> status")
+    reply = chat.wait_for_message(lambda m: m.get("thread_ts") == said["ts"] and m.get("user") == "U0BOT",
+                                  channel=state["channel"], timeout=30)
+    assert "controlplane" in reply["text"]
+
+
+def bot_pid(demo: subprocess.Popen) -> int | None:
+    for pid in child_pids(demo.pid):
+        try:
+            if b"bot.cli\0serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue  # gone meanwhile
+    return None
+
+
+def test_headless_demo_restarts_a_killed_bot_within_5_seconds(demo):
+    proc, state = demo
+    chat = SlackLabClient(state["slack_url"])
+    before = {c["id"] for c in chat.connections(live_only=True)}
+    killed = bot_pid(proc)
+    assert killed is not None
+    killed_at = time.monotonic()
+    os.kill(killed, signal.SIGKILL)
+    chat.wait_for_connection(timeout=5, exclude=before)
+    assert time.monotonic() - killed_at < 5
+    assert bot_pid(proc) not in (None, killed)

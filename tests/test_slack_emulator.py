@@ -506,3 +506,93 @@ def test_late_acks_make_slack_resend_in_both_modes(emu: EmulatorThread) -> None:
         d = emu.client.wait_for_ack(said["delivery_ids"][0], timeout=5)
         assert [a["outcome"] for a in d["attempts"]] == ["http_timeout", "acked"]
         assert (received.get(timeout=5), received.get(timeout=5)) == (None, "http_timeout")
+
+
+# -- a click while the app is down ------------------------------------------------------------------
+
+
+def _approve_app(emu: EmulatorThread, seen: queue.Queue, signing_secret: str | None = None) -> App:
+    app = App(client=emu.web_client(), signing_secret=signing_secret)
+
+    @app.action("approve")
+    def approve(ack: Any, body: dict) -> None:
+        ack()
+        seen.put(body)
+
+    return app
+
+
+def _only_the_card(emu: EmulatorThread, card_ts: str) -> None:
+    """Slack posts nothing for a missed click (no Slackbot message, unlike a slash command)."""
+    assert [m["ts"] for m in emu.client.messages("C0OPS")] == [card_ts]
+
+
+def test_a_click_while_the_socket_mode_app_is_down_warns_the_user_and_is_not_retried(emu: EmulatorThread) -> None:
+    seen: queue.Queue = queue.Queue()
+    card = emu.web_client().chat_postMessage(channel="C0OPS", text="cordon node01?", blocks=APPROVAL_BLOCKS)
+
+    started = time.monotonic()
+    missed = emu.client.click("bob", "C0OPS", card["ts"], "approve")  # nobody connected
+    assert time.monotonic() - started < 3  # answered once Slack gives up, after the 1 s ack timeout
+    assert missed["delivered"] is False and missed["error"] == "dispatch_failed"
+    assert missed["shown"] == "⚠️ Approve: the app did not respond (dispatch_failed)"
+    d = emu.client.deliveries(ids=missed["delivery_ids"])[0]
+    assert d["state"] == "timeout" and [a["outcome"] for a in d["attempts"]] == ["no_connection"]
+    _only_the_card(emu, card["ts"])
+
+    with socket_mode(emu, _approve_app(emu, seen)):
+        clicked = emu.client.click("bob", "C0OPS", card["ts"], "approve")
+        assert (clicked["delivered"], clicked["error"], clicked["shown"]) == (True, None, None)
+        assert seen.get(timeout=5)["response_url"] == clicked["response_url"]
+        assert seen.empty()  # the missed click never arrives later: Slack does not retry clicks
+    assert [(c["user"], c["delivered"], c["error"]) for c in emu.client.clicks()] == [
+        ("U0BOB", False, "dispatch_failed"), ("U0BOB", True, None)]
+
+
+def test_a_click_the_app_acks_too_late_warns_with_operation_timeout(emu: EmulatorThread) -> None:
+    seen: queue.Queue = queue.Queue()
+    card = emu.web_client().chat_postMessage(channel="C0OPS", text="cordon node01?", blocks=APPROVAL_BLOCKS)
+    with socket_mode(emu, _approve_app(emu, seen)):
+        emu.client.configure(late_acks=1)
+        late = emu.client.click("carol", "C0OPS", card["ts"], "approve")
+        assert (late["delivered"], late["error"]) == (False, "operation_timeout")
+        assert late["shown"] == "⚠️ Approve: the app did not respond (operation_timeout)"
+        assert seen.get(timeout=5)  # the app did get it, but after Slack gave up: the user saw the warning
+    _only_the_card(emu, card["ts"])
+
+
+def test_a_click_while_the_http_app_is_down_or_slow_warns_the_user(emu: EmulatorThread) -> None:
+    seen: queue.Queue = queue.Queue()
+    card = emu.web_client().chat_postMessage(channel="C0OPS", text="cordon node01?", blocks=APPROVAL_BLOCKS)
+
+    with wsgi_server(lambda environ, start_response: []) as url:
+        pass  # a port nobody listens on any more: connections are refused
+    emu.client.configure(http_mode=True, request_url=url + "/slack/events")
+    refused = emu.client.click("bob", "C0OPS", card["ts"], "approve")
+    assert (refused["delivered"], refused["error"]) == (False, "dispatch_failed")
+    d = emu.client.deliveries(ids=refused["delivery_ids"])[0]
+    assert [a["outcome"] for a in d["attempts"]] == ["connection_failed"]
+
+    release = threading.Event()
+
+    def stuck(environ: dict, start_response: Any) -> list[bytes]:
+        release.wait(10)  # answers only after the test has seen the click time out
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b""]
+
+    with wsgi_server(stuck) as url:
+        emu.client.configure(request_url=url + "/slack/events")
+        try:
+            slow = emu.client.click("bob", "C0OPS", card["ts"], "approve")
+        finally:
+            release.set()
+        assert (slow["delivered"], slow["error"]) == (False, "operation_timeout")
+        assert emu.client.deliveries(ids=slow["delivery_ids"])[0]["attempts"][0]["outcome"] == "http_timeout"
+
+    with wsgi_server(SlackRequestHandler(_approve_app(emu, seen, emu.signing_secret))) as url:
+        emu.client.configure(request_url=url + "/slack/events")
+        clicked = emu.client.click("bob", "C0OPS", card["ts"], "approve")
+        assert (clicked["delivered"], clicked["shown"]) == (True, None)
+        assert seen.get(timeout=5)["response_url"] == clicked["response_url"]
+    _only_the_card(emu, card["ts"])
+    assert [c["delivered"] for c in emu.client.clicks()] == [False, False, True]

@@ -90,8 +90,15 @@ class SlackLabClient:
 
     def click(self, user: str, channel: str, ts: str, action_id: str, value: str | None = None,
               block_id: str | None = None) -> dict[str, Any]:
+        """`user` clicks a button. Answers once the app acked or Slack gave up (at most the ack timeout):
+        `delivered` (False when the app did not ack in time; Slack does not retry a click), `error`
+        ("dispatch_failed" or "operation_timeout") and `shown` (the warning the user saw on the button)."""
         return self.request("POST", "/_lab/click", {"user": user, "channel": channel, "ts": ts,
                                                     "action_id": action_id, "value": value, "block_id": block_id})
+
+    def clicks(self) -> list[dict[str, Any]]:
+        """Every click so far, oldest first: user, channel, ts, action_id, delivered, error, shown."""
+        return self.request("GET", "/_lab/clicks")["clicks"]
 
     def messages(self, channel: str | None = None, thread_ts: str | None = None,
                  include_deleted: bool = False) -> list[dict[str, Any]]:

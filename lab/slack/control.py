@@ -6,7 +6,9 @@ so clients wait for a condition without sleeping: read, check, wait(after=versio
 
     GET  /_lab/                      workspace, settings, rate limits, ids
     POST /_lab/say        {user, channel, text, thread_ts?}       -> ts, delivery_ids
-    POST /_lab/click      {user, channel, ts, action_id, value?, block_id?} -> delivery_ids
+    POST /_lab/click      {user, channel, ts, action_id, value?, block_id?} -> delivery_ids, delivered,
+                          error, shown (answered once the app acked, or Slack gave up: at most ack_timeout)
+    GET  /_lab/clicks     what each clicking user saw, oldest first
     GET  /_lab/messages   ?channel=&thread_ts=&include_deleted=1
     GET  /_lab/calls      ?method=&since=<call id>
     GET  /_lab/deliveries ?state=pending|acked|failed|timeout&ids=dlv-1,dlv-2
@@ -83,8 +85,11 @@ def setup(app: web.Application, emu: SlackEmulator) -> None:
 
     async def click(request: web.Request) -> dict[str, Any]:
         b = await _body(request)
-        return emu.click(b.get("user"), b.get("channel"), b.get("ts"), b.get("action_id"), b.get("value"),
-                         b.get("block_id"))
+        return await emu.click_and_settle(b.get("user"), b.get("channel"), b.get("ts"), b.get("action_id"),
+                                          b.get("value"), b.get("block_id"))
+
+    async def clicks(request: web.Request) -> dict[str, Any]:
+        return {"clicks": list(emu.clicks)}
 
     async def messages(request: web.Request) -> dict[str, Any]:
         q = request.query
@@ -132,6 +137,7 @@ def setup(app: web.Application, emu: SlackEmulator) -> None:
     app.router.add_get("/_lab", guarded(index))
     app.router.add_post("/_lab/say", guarded(say))
     app.router.add_post("/_lab/click", guarded(click))
+    app.router.add_get("/_lab/clicks", guarded(clicks))
     app.router.add_get("/_lab/messages", guarded(messages))
     app.router.add_get("/_lab/calls", guarded(calls))
     app.router.add_get("/_lab/deliveries", guarded(deliveries))

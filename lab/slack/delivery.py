@@ -3,7 +3,8 @@
 Slack's rules: the app must acknowledge within `ack_timeout` (3 s). Events API deliveries are
 then re-sent up to `max_retries` (3) times with the same `event_id`, `retry_attempt`/`retry_reason`
 in Socket Mode and `X-Slack-Retry-Num`/`X-Slack-Retry-Reason` over HTTP. Slash commands and
-interactions are not retried: the user sees "operation_timeout" instead.
+interactions are not retried: the user sees "operation_timeout" instead (or "dispatch_failed" when
+the app could not be reached at all).
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ class Delivery:
     ack_payload: Any = None
     acks: int = 0
     acked: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # acked, or given up on
+
+    @property
+    def failure(self) -> str | None:
+        """The error the user is shown when Slack gave up on it: "dispatch_failed" when the app could not
+        be reached (nobody connected, connection refused, a non-2xx answer), "operation_timeout" when it
+        did not ack in time."""
+        if self.state in ("pending", "acked"):
+            return None
+        last = self.attempts[-1].outcome if self.attempts else "timeout"
+        return "dispatch_failed" if last in ("http_error", "connection_failed", "no_connection") \
+            else "operation_timeout"
 
     @property
     def retryable(self) -> bool:
@@ -137,6 +150,7 @@ class Deliveries:
             reason = _retry_reason(d.mode, attempt.outcome)
             self.changed()
         d.state = "failed" if d.retryable else "timeout"
+        d.settled.set()
         self.changed()
         await self.on_give_up(d)
 
@@ -159,6 +173,7 @@ class Deliveries:
         d.acked_at = time.time()
         d.ack_payload = payload
         d.acked.set()
+        d.settled.set()
         self.changed()
         await self.on_ack(d, payload)
         return True

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from lab.slack import actions, control, webapi
+from lab.slack import actions, clicks, control, webapi
 from lab.slack.delivery import INTERACTIVE, SLASH_COMMANDS, Deliveries, Delivery, wait_event
 from lab.slack.http_mode import HttpTransport
 from lab.slack.ratelimit import RateLimit, RateLimiter
@@ -90,6 +90,7 @@ class SlackEmulator:
         self.host = host
         self.port = port
         self.calls: list[dict[str, Any]] = []
+        self.clicks: list[dict[str, Any]] = []  # what each clicking user saw (lab/slack/clicks.py)
         self.version = 0
         self._changed = asyncio.Event()
         self._call_ids = 0
@@ -223,6 +224,7 @@ class SlackEmulator:
         """Forget messages, calls, deliveries and rate-limit state; connections stay."""
         self.workspace.clear()
         self.calls.clear()
+        self.clicks.clear()
         self.deliveries.clear()
         self.response_urls.clear()
         self.socket.clear()
@@ -236,7 +238,13 @@ class SlackEmulator:
 
     def click(self, user: str, channel: str, ts: str, action_id: str, value: str | None = None,
               block_id: str | None = None) -> dict[str, Any]:
+        """Start the click's delivery and return at once; `click_and_settle` also says what the user saw."""
         return actions.click(self, user, channel, ts, action_id, value, block_id)
+
+    async def click_and_settle(self, user: str, channel: str, ts: str, action_id: str, value: str | None = None,
+                               block_id: str | None = None) -> dict[str, Any]:
+        """A click, answered once the app acked it or Slack gave up: `delivered`, `error`, `shown`."""
+        return await clicks.settle(self, self.click(user, channel, ts, action_id, value, block_id))
 
     async def disconnect(self, reason: str = "refresh_requested", connection_id: str | None = None,
                          grace: float | None = None) -> list[str]:
@@ -276,11 +284,9 @@ class SlackEmulator:
         channel = self.workspace.channels.get(d.context.get("channel", ""))
         user = d.context.get("user")
         if channel is None or user is None or d.kind != SLASH_COMMANDS:
-            return
-        last = d.attempts[-1].outcome if d.attempts else "timeout"
-        error = "dispatch_failed" if last in ("http_error", "connection_failed", "no_connection") \
-            else "operation_timeout"
-        self.workspace.post(channel, SLACKBOT_USER_ID, f'{d.context.get("command")} failed with the error "{error}"',
+            return  # a click the app missed shows a warning on the button instead (lab/slack/clicks.py)
+        self.workspace.post(channel, SLACKBOT_USER_ID,
+                            f'{d.context.get("command")} failed with the error "{d.failure}"',
                             ephemeral_to=user, source="slackbot")
         self.changed()
 

@@ -1,0 +1,140 @@
+"""The whole stack recovers as compose runs it (`restart: always`, Redis with an append-only file):
+a killed bot or worker is back within 5 s, a Redis killed and restarted keeps the queue and the
+workers, and a click on a card while the bot is down shows the clicking user Slack's warning.
+
+Real processes (bot, workers, Redis, lab cluster); every wait is on a condition with a deadline.
+Measured times are printed (`pytest -s`) for the record.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from rq import Worker
+
+from lab.stack import worker_name
+from lab.testing import wait_until
+from tests.chat_driver import ALICE, BOB, VICTOR, Chat, Stack
+
+RESTART_BOUND = 5.0  # seconds from the kill until the process is doing its job again
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with Stack(mode="socket", time_scale=0.05, workers=2) as running:
+        yield running
+
+
+@pytest.fixture
+def chat(stack: Stack) -> Chat:
+    return Chat(stack, timeout=30).reset()
+
+
+def registered(chat: Chat) -> set[str]:
+    return {w.name for w in Worker.all(connection=chat.redis)}
+
+
+def working_since(stack: Stack, chat: Chat, index: int, since: datetime) -> bool:
+    """Worker `index`'s current process runs and has sent RQ a heartbeat (it does on every try to
+    reach Redis, and while it waits for jobs) since `since`."""
+    name = worker_name(index, stack.restarts(f"worker{index}"))
+    worker = next((w for w in Worker.all(connection=chat.redis) if w.name == name), None)
+    return (stack.worker_procs[index].poll() is None and worker is not None
+            and worker.last_heartbeat is not None and worker.last_heartbeat > since)
+
+
+def test_a_killed_bot_is_connected_again_within_5_seconds(stack: Stack, chat: Chat):
+    client = stack.slack.client
+    before = {c["id"] for c in client.connections(live_only=True)}
+    restarts = stack.restarts("bot")
+    killed_at = time.monotonic()
+    os.kill(stack.bot.pid, signal.SIGKILL)  # the bot alone, as the OOM killer picks it; the supervisor notices
+    client.wait_for_connection(timeout=RESTART_BOUND, exclude=before)
+    back = time.monotonic() - killed_at
+    print(f"\nbot: Socket Mode connection back {back:.2f}s after SIGKILL")
+    assert back < RESTART_BOUND
+    assert stack.restarts("bot") == restarts + 1
+    assert "exited with -9" in (stack.workdir / "bot.log").read_text()
+    assert "controlplane" in chat.ask("status", user=VICTOR).reply["text"]
+
+
+def test_a_killed_worker_is_registered_again_within_5_seconds_and_runs_jobs(stack: Stack, chat: Chat):
+    restarts = stack.restarts("worker0")
+    killed_at = time.monotonic()
+    os.kill(stack.worker_procs[0].pid, signal.SIGKILL)
+    # A restarted worker needs a new name: RQ refuses the old one while its key lives (lab/stack.py).
+    wait_until(lambda: worker_name(0, restarts + 1) in registered(chat), timeout=RESTART_BOUND,
+               message="worker 0 to register again")
+    back = time.monotonic() - killed_at
+    print(f"\nworker: registered in RQ again {back:.2f}s after SIGKILL")
+    assert back < RESTART_BOUND
+    assert stack.restarts("worker0") == restarts + 1
+    assert "exited with -9" in (stack.workdir / "worker0.log").read_text()
+    chat.ask("uncordon node01", user=ALICE).wait("succeeded", timeout=60)
+
+
+def test_redis_killed_and_restarted_keeps_the_queue_and_the_workers(stack: Stack, chat: Chat):
+    """An idle RQ worker retries a lost connection with back-off (rq/worker/base.py,
+    dequeue_job_and_maintain_ttl); one caught elsewhere quits and the supervisor brings it back."""
+    chat.ask("uncordon node01", user=ALICE).wait("succeeded", timeout=60)
+    jobs_before = {j.spec.id: j.state for j in chat.jobs()}
+    logs = [stack.workdir / f"worker{i}.log" for i in range(len(stack.worker_procs))]
+    offsets = [log.stat().st_size for log in logs]
+    restarts = [stack.restarts(f"worker{i}") for i in range(len(logs))]
+
+    stack.kill_redis()
+    killed_at = time.monotonic()
+
+    def down_for_seconds(i: int) -> bool:
+        """A few seconds of outage as worker i sees it: RQ's back-off (1 s, 2 s, then 4 s) has reached
+        4 s, or the worker quit and is being restarted."""
+        seen = logs[i].read_text(errors="replace")[offsets[i]:]
+        return "retrying in 4 seconds" in seen or stack.restarts(f"worker{i}") > restarts[i]
+
+    wait_until(lambda: all(down_for_seconds(i) for i in range(len(logs))), timeout=30,
+               message="every worker to have been cut off from Redis for a few seconds")
+    outage = time.monotonic() - killed_at
+    stack.restart_redis()
+    back_at = datetime.now(UTC)
+    wait_until(lambda: all(working_since(stack, chat, i, back_at) for i in range(len(logs))), timeout=60,
+               message="every worker to be alive and talking to Redis again")
+    after = [stack.restarts(f"worker{i}") - restarts[i] for i in range(len(logs))]
+    print(f"\nredis: down {outage:.1f}s; workers back {time.monotonic() - killed_at - outage:.2f}s after the "
+          f"restart; supervisor restarts per worker: {after}")
+    assert {j.spec.id: j.state for j in chat.jobs() if j.spec.id in jobs_before} == jobs_before  # all kept
+    chat.ask("uncordon node01", user=ALICE).wait("succeeded", timeout=60)
+
+
+def test_a_click_while_the_bot_is_down_warns_and_a_later_click_counts(stack: Stack, chat: Chat):
+    cordon = chat.ask("cordon node01", user=ALICE)
+    before = {c["id"] for c in stack.slack.client.connections(live_only=True)}
+    stack.kill("bot", restart=False)
+    stack.slack.client.wait_for(lambda: not stack.slack.client.connections(live_only=True), timeout=10,
+                                what="the bot's connection to close")
+    missed = stack.slack.client.click(BOB, chat.channel, cordon.reply["ts"], "approve")
+    assert (missed["delivered"], missed["error"]) == (False, "dispatch_failed")
+    assert missed["shown"].startswith("⚠️") and "did not respond" in missed["shown"]
+    assert not stack.lab.get("/api/v1/nodes/node01")["spec"].get("unschedulable")
+
+    stack.supervisor.release("bot")
+    stack.slack.client.wait_for_connection(timeout=RESTART_BOUND + 5, exclude=before)
+    clicked = stack.slack.client.click(BOB, chat.channel, cordon.reply["ts"], "approve")
+    assert clicked["delivered"] is True and clicked["shown"] is None
+    cordon.wait("succeeded", timeout=60)
+    assert stack.lab.get("/api/v1/nodes/node01")["spec"]["unschedulable"] is True
+
+
+def test_stop_leaves_nothing_running_even_right_after_a_kill(tmp_path):
+    with Stack(workers=1, workdir=tmp_path / "stack") as stack:
+        stack.kill("worker0")  # the supervisor may be restarting it while stop() runs
+        children = list(stack.supervisor.children.values())
+    pids = {c.proc.pid for c in children} | {p for c in children for e in c.history for p in
+                                             (e["pid"], e.get("new_pid")) if p}
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
