@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from bot.engine.store import JobRecord, get_job, list_jobs
 from lab.slack.client import SlackLabClient
@@ -154,8 +155,11 @@ class Chat:
     # -- jobs (Redis) --------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobRecord | None:
-        """The job's record as the workers last wrote it, with its steps."""
-        return get_job(self.redis, job_id)
+        """The job's record as the workers last wrote it, with its steps (None while Redis is down)."""
+        try:
+            return get_job(self.redis, job_id)
+        except RedisError:
+            return None
 
     def jobs(self) -> list[JobRecord]:
         """The most recent jobs (the bot's `jobs` listing: newest first, at most 20)."""

@@ -220,6 +220,7 @@ class OutboxSender:
         self._forget = redis.register_script(_FORGET_EMPTY_LANE_LUA)
 
     def run(self, stop: threading.Event) -> None:
+        redis_down = False
         while not stop.is_set():
             try:
                 if not self._hold_lock():
@@ -228,8 +229,11 @@ class OutboxSender:
                 started = self.dispatch()
                 if not started:
                     self.redis.brpop([WAKE], timeout=self._idle_seconds())
-            except RedisError as error:
-                log.warning("outbox.redis_error", error=str(error))
+                redis_down = False
+            except RedisError as error:  # said once per outage
+                if not redis_down:
+                    log.warning("outbox.redis_unreachable", error=str(error))
+                redis_down = True
                 stop.wait(1.0)
             except Exception:  # a bug must not end delivery for every message
                 log.exception("outbox.error")

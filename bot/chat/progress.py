@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 from redis import Redis
+from redis.exceptions import RedisError
 
 from bot.chat.outbox import posted_ts
 from bot.chat.throttle import EditThrottle
@@ -85,17 +86,24 @@ class ProgressPublisher:
 
     def run(self, stop: threading.Event, *, idle: Callable[[], None] | None = None) -> None:
         """Follow the stream until `stop` is set; `idle()` runs about once a second (expiry sweeps)."""
-        self.start()
-        next_idle = 0.0
+        next_idle, redis_down = 0.0, False
         while not stop.is_set():
             try:
+                if not self.epoch:
+                    self.start()
                 self.poll(block_ms=200)
                 if self.clock() >= next_idle:
                     next_idle = self.clock() + 1.0
                     self.watch()
                     if idle is not None:
                         idle()
-            except Exception:  # a bad event, a Slack or Redis hiccup must not end progress for every job
+                redis_down = False
+            except RedisError as error:  # said once per outage, not every half second
+                if not redis_down:
+                    log.warning("progress.redis_unreachable", error=str(error))
+                redis_down = True
+                stop.wait(0.5)
+            except Exception:  # a bad event or a Slack hiccup must not end progress for every job
                 log.exception("progress.error")
                 stop.wait(0.5)
 

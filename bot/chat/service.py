@@ -194,6 +194,9 @@ class Kubemaint:
                 audit(self.redis, "approval.ignored", request=request_id, user=user, action=action_id,
                       reason=decision.message)
                 self.chat.ephemeral(channel, user, decision.message, thread_ts=pending.thread_ts)
+                if pending.request.state(now) != "pending":
+                    # Buttons on a decided card: its redraw was lost (Redis went away mid-click, say).
+                    self._redraw_card(pending, now)
                 return
             pending.request = decision.request
             state = decision.request.state(now)

@@ -96,7 +96,7 @@ def worker(config_path: str | None, name: str | None, burst: bool) -> int:
     """A job worker: runs the operations' steps, with the resources they need."""
     from rq import SimpleWorker
 
-    from bot.engine.worker import run_worker
+    from bot.engine.worker import WorkerQuit, run_worker
 
     settings = load_or_exit(config_path)
     warn_about_redis(settings)
@@ -109,6 +109,10 @@ def worker(config_path: str | None, name: str | None, burst: bool) -> int:
     # Jobs run in the worker process itself rather than a fork per job: forking a process that
     # holds the kube client costs tens of milliseconds a job, and a crash of either is the same
     # crash for the sweeper, which resumes the job on another worker.
-    run_worker(settings.redis_url, name=name, burst=burst, resources_factory=lambda: resources,
-               worker_class=SimpleWorker)
+    try:
+        run_worker(settings.redis_url, name=name, burst=burst, resources_factory=lambda: resources,
+                   worker_class=SimpleWorker)
+    except WorkerQuit as quit_:
+        print(f"kubemaint worker: {quit_}", file=sys.stderr)
+        return 1
     return 0

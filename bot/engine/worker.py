@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 
 from redis import Redis
@@ -17,7 +18,14 @@ from bot.engine.sweeper import Sweeper, release_dead_run
 
 
 def default_worker_name() -> str:
-    return f"{socket.gethostname()}.{os.getpid()}"
+    """Unique per start: RQ refuses a name still registered by a worker that died without cleaning
+    up (for about 8 minutes), and a restarted container keeps its hostname and its pid 1."""
+    return f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(2)}"
+
+
+class WorkerQuit(RuntimeError):
+    """RQ's loop ended without being asked to (it quits on an unexpected error, such as Redis
+    going away at the wrong moment): the process should exit non-zero so a supervisor restarts it."""
 
 
 def run_worker(redis_url: str, name: str | None = None, burst: bool = False,
@@ -47,6 +55,9 @@ def run_worker(redis_url: str, name: str | None = None, burst: bool = False,
     try:
         worker = worker_class([queue_name], connection=Redis.from_url(redis_url), name=name,
                               work_horse_killed_handler=horse_killed)
-        return worker.work(burst=burst, logging_level=logging_level)
+        worked = worker.work(burst=burst, logging_level=logging_level)
+        if not burst and getattr(worker, "_shutdown_requested_date", None) is None:
+            raise WorkerQuit(f"the job worker {name} stopped on its own; its log says why")
+        return worked
     finally:
         sweeper.stop()
