@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the suite needs: Redis for the job queue (tests start private instances).
 SYSTEM_PACKAGES ?= redis-server
+# Test processes: each test file runs whole in one of them (its lab and bot are started once).
+TEST_WORKERS ?= 2
 
 .PHONY: test demo lint bench system-packages clean
 
@@ -19,7 +21,7 @@ system-packages:
 test: system-packages $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

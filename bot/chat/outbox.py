@@ -146,8 +146,11 @@ class Outbox:
         self.deadline_seconds = deadline_seconds
         self._edit = redis.register_script(_EDIT_LUA)
 
-    def post(self, channel: str, text: str, *, thread_ts: str | None = None, blocks: list | None = None) -> str:
-        ref = new_ref()
+    def post(self, channel: str, text: str, *, thread_ts: str | None = None, blocks: list | None = None,
+             ref: MessageRef | None = None) -> str:
+        """Queue a message; its ref (or `ref`, made with `new_ref()` by a caller that had to record it
+        first) names it for edits and replies at once."""
+        ref = ref or new_ref()
         lane = f"{channel}:{thread_ts or ref}"
         fields = self._fields("post", channel, text, blocks, ref=ref, thread=thread_ts or "")
         with self.redis.pipeline() as pipe:  # MULTI: the sender sees the entry and its lane together
@@ -157,7 +160,9 @@ class Outbox:
             pipe.execute()
         return ref
 
-    def update(self, channel: str, ts: str, text: str, *, blocks: list | None = None) -> None:
+    def update(self, channel: str, ts: str, text: str, *, blocks: list | None = None) -> bool:
+        """Queue an edit of the message `ts` (a ref or a Slack ts). False if no such message is queued
+        or known yet (its post may be a moment behind): the caller tries again."""
         if not _is_ref(ts):  # a message posted before the outbox existed: its own lane
             self.redis.hsetnx(_message(ts), "lane", f"{channel}:{ts}")
             self.redis.hsetnx(_message(ts), "ts", ts)
@@ -167,8 +172,7 @@ class Outbox:
         flat = [part for pair in fields.items() for part in pair]
         queued = self._edit(keys=[_message(ts), _entry(entry_id), READY, WAKE],
                             args=[PREFIX, entry_id, self._now_ms(), *flat])
-        if queued is None:
-            log.warning("outbox.edit_of_unknown_message", ref=ts, channel=channel)
+        return queued is not None
 
     def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None:
         # Ephemerals answer a click: they go out ahead of the thread's queue, in a lane of their own.

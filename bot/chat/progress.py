@@ -181,7 +181,11 @@ class ProgressPublisher:
                     self.dirty.setdefault(job_id, now)
                 return
         view = job_view(record, self.wall_clock())
-        self.chat.update(message["channel"], message["ts"], progress_text(view))
+        if self.chat.update(message["channel"], message["ts"], progress_text(view)) is False:
+            # Its message is recorded before it is queued, and the job may run ahead: try again shortly.
+            if self.wall_clock() - record.spec.created_at < MESSAGE_WAIT_SECONDS:
+                self.dirty.setdefault(job_id, now)
+            return
         self.throttle.record(job_id, now)
         if record.active:
             known = posted_ts(self.redis, message["ts"]) or (followed.ts if followed else message["ts"])

@@ -19,6 +19,7 @@ from bot.chat import approval_store, authz, render
 from bot.chat.approvals import ApprovalRequest, clock_time, decide, outcome
 from bot.chat.config import Settings
 from bot.chat.grammar import Command, GrammarError, parse
+from bot.chat.outbox import new_ref
 from bot.chat.progress import remember_message
 from bot.contract import Asking, Plan
 from bot.contract.reports import progress_text, queued_view
@@ -33,9 +34,10 @@ log = structlog.get_logger("kubemaint.service")
 class Chat(Protocol):
     """The few Slack calls the bot makes (bot/chat/slack_chat.py implements them with slack_sdk)."""
 
-    def post(self, channel: str, text: str, *, thread_ts: str | None = None, blocks: list | None = None) -> str: ...
+    def post(self, channel: str, text: str, *, thread_ts: str | None = None, blocks: list | None = None,
+             ref: str | None = None) -> str: ...
 
-    def update(self, channel: str, ts: str, text: str, *, blocks: list | None = None) -> None: ...
+    def update(self, channel: str, ts: str, text: str, *, blocks: list | None = None) -> bool | None: ...
 
     def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None: ...
 
@@ -128,11 +130,12 @@ class Kubemaint:
             request=request, verb=operation.name, plan_lines=list(plan.lines), steps=list(plan.steps),
             locks=list(plan.locks), next_command=plan.next_command, thread_ts=msg.thread_ts,
         )
+        # The card's ref is recorded before the card is queued: whatever happens in between (Redis going
+        # away, say), a stored request always knows its card.
+        pending.card_ts = new_ref()
         approval_store.save(self.redis, pending, still_pending=True)
-        pending.card_ts = self.chat.post(msg.channel, render.approval_fallback_text(request),
-                                         thread_ts=msg.thread_ts,
-                                         blocks=render.approval_card(request, plan.lines))
-        approval_store.save(self.redis, pending, still_pending=True)
+        self.chat.post(msg.channel, render.approval_fallback_text(request), thread_ts=msg.thread_ts,
+                       blocks=render.approval_card(request, plan.lines), ref=pending.card_ts)
         audit(self.redis, "approval.requested", request=request.id, user=msg.user, command=command.text,
               approvals_needed=request.approvals_needed, ttl_seconds=request.ttl_seconds)
 
@@ -151,12 +154,13 @@ class Kubemaint:
                 approvers: tuple[str, ...], channel: str, thread_ts: str | None) -> str:
         spec = JobSpec.create(verb, command_text, requester, plan.steps, approvers=approvers, channel=channel,
                               thread_ts=thread_ts, locks=plan.locks, next_command=plan.next_command)
-        # Queue first, so a worker starts at once; the progress publisher holds the job's
-        # events until the message below exists, so none is lost.
+        # The message's ref is recorded before anything is queued, so the publisher always knows which
+        # message to edit; the job is queued before its message, so a worker starts at once.
+        ref = new_ref()
+        remember_message(self.redis, spec.id, channel, ref)
         queue.submit(self.redis, spec)
-        ts = self.chat.post(channel, progress_text(queued_view(spec.id, command_text, spec.step_names())),
-                            thread_ts=thread_ts)
-        remember_message(self.redis, spec.id, channel, ts)
+        self.chat.post(channel, progress_text(queued_view(spec.id, command_text, spec.step_names())),
+                       thread_ts=thread_ts, ref=ref)
         return spec.id
 
     def describe_now(self, command_text: str) -> tuple[list[str], str | None]:

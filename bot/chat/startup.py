@@ -98,6 +98,8 @@ def worker(config_path: str | None, name: str | None, burst: bool) -> int:
 
     from bot.engine.worker import WorkerQuit, run_worker
 
+    # A stop before RQ installs its own handlers (while the worker registers) is a clean exit too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     settings = load_or_exit(config_path)
     warn_about_redis(settings)
     resources = process_resources(settings)
