@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.engine.store import get_job
 from lab.stack import Stack
+from lab.testing import child_pids, cpu_seconds
 
 BOT = "U0BOT"
 WORKERS = 2  # job workers, as a team would run for bursts of approvals
@@ -96,6 +97,7 @@ def run(users: int, mode: str, rounds: int) -> dict[str, list[float]]:
         warmup: dict[str, list[float]] = {name: [] for name in TARGETS}
         one_user(stack, next(iter(operators)), next(iter(approvers)), f"node{users + 1:04d}", next(iter(channels)),
                  warmup)
+        before = cpu_by_process(stack)
         for r in range(rounds):
             verb = "uncordon" if r % 2 else "cordon"
             with ThreadPoolExecutor(max_workers=users) as pool:
@@ -104,7 +106,23 @@ def run(users: int, mode: str, rounds: int) -> dict[str, list[float]]:
                            for op, ap, node, channel in zip(operators, approvers, nodes, in_round, strict=True)]
                 for future in futures:
                     future.result()
+        spent = {name: seconds - before.get(name, 0.0) for name, seconds in cpu_by_process(stack).items()}
+        print("CPU seconds during the bursts: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in spent.items()))
     return timings
+
+
+def cpu_by_process(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each process of the stack (the bot's children by role)."""
+    children = sorted(child_pids(stack.bot.pid))
+    found = {"bot (acks)": cpu_seconds(stack.bot.pid)}
+    for index, pid in enumerate(pid for pid in children if pid in stack.bot_handlers()):
+        found[f"bot child {index}"] = cpu_seconds(pid)
+    for index, proc in enumerate(stack.worker_procs):
+        found[f"worker {index}"] = cpu_seconds(proc.pid)
+    found["redis"] = cpu_seconds(stack.redis.process.pid if stack.redis.process else None)
+    found["lab"] = cpu_seconds(stack.lab.process.pid if stack.lab.process else None)
+    found["slack emulator"] = cpu_seconds(getattr(stack.slack, "proc", None) and stack.slack.proc.pid)
+    return found
 
 
 def table(timings: dict[str, list[float]], users: int, mode: str) -> str:

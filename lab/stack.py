@@ -238,7 +238,8 @@ class Stack:
         self.redis.restart()
 
     def bot_handlers(self) -> list[int]:
-        """The pids of the bot's handler processes (bot/chat/handling.py)."""
+        """The pids of the bot's child processes (bot/chat/handling.py): its handlers and its
+        background process."""
         pids = []
         for pid in child_pids(self.bot.pid):
             try:

@@ -202,10 +202,10 @@ def test_killed_handler_processes_are_replaced(stack, chat):
     if stack.mode != "socket":
         pytest.skip("handler processes are the same in both modes")
     killed = stack.bot_handlers()
-    assert len(killed) == 2  # handler_processes defaults to 2
+    assert len(killed) == 3  # handler_processes defaults to 2, and the background process (the outbox)
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
-    chat.wait_for(lambda: len(set(stack.bot_handlers()) - set(killed)) == 2, timeout=30,
-                  what="two new handler processes")
+    chat.wait_for(lambda: len(set(stack.bot_handlers()) - set(killed)) == 3, timeout=30,
+                  what="three new child processes")
     status = chat.ask("status", user=ALICE, timeout=30).reply
     assert "controlplane" in status["text"] and "node01" in status["text"]

@@ -25,7 +25,7 @@ def alive(pid: int) -> bool:
 def test_handler_processes_end_with_the_bot(ending, group):
     with Stack(mode="socket", workers=0, supervise=False) as stack:  # the bot must stay dead
         handlers = stack.bot_handlers()
-        assert len(handlers) == 2
+        assert len(handlers) == 3  # 2 handler processes and the background one
         if group:  # Ctrl-C in a terminal: the whole foreground process group
             os.killpg(stack.bot.pid, ending)
         else:  # the bot alone

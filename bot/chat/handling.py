@@ -4,13 +4,15 @@ Planning a command reads the whole cluster and renders it, which keeps the GIL b
 process that talks to Slack, a burst of twenty commands held acks back for a few hundred
 milliseconds (Slack re-sends what is not acked within 3 s). So `kubemaint serve` only acks and
 forwards each request, a small picklable `Request`, to `handler_processes` child processes that
-each run requests in their own thread pool. The first child also publishes job progress and
-expires approval requests. A child that dies is started again; the requests it was working on
+each run requests in their own thread pool. One more child, the background process, sends
+everything the handlers queue to Slack (the outbox), publishes job progress and expires
+approval requests. A child that dies is started again; the requests a handler was working on
 are lost, as they would be if the whole bot had crashed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import signal
@@ -107,7 +109,10 @@ class Handlers:
         self._context = multiprocessing.get_context("spawn")
         self._config_path = config_path
         self._threads = threads
-        self._slots: list[_Slot | None] = [None] * processes
+        # One more process than handlers: the background one (the outbox's sender and the progress
+        # publisher), apart so that sending to Slack does not compete with planning for a GIL.
+        self._slots: list[_Slot | None] = [None] * (processes + 1)
+        self._background = processes
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -128,7 +133,7 @@ class Handlers:
 
     def submit(self, request: Request) -> None:
         with self._lock:  # one writer per pipe at a time, and no respawn in between
-            slots = self._slots
+            slots = self._slots[: self._background]
             for _ in range(len(slots)):
                 slot = slots[next(self._turn) % len(slots)]
                 if slot is not None and slot.process.is_alive():
@@ -153,8 +158,12 @@ class Handlers:
 
     def _spawn(self, index: int) -> None:
         reader, writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=run_handler, name=f"kubemaint-handler-{index}",
-                                        args=(self._config_path, reader, index, self._threads), daemon=True)
+        if index == self._background:
+            process = self._context.Process(target=run_background, name="kubemaint-background",
+                                            args=(self._config_path, reader), daemon=True)
+        else:
+            process = self._context.Process(target=run_handler, name=f"kubemaint-handler-{index}",
+                                            args=(self._config_path, reader, index, self._threads), daemon=True)
         process.start()
         reader.close()  # the child has its own copy; ours would keep the pipe open after the child died
         with self._lock:
@@ -178,33 +187,36 @@ class _Slot:
     pipe: Any  # the write end of the handler's pipe
 
 
-def run_handler(config_path: str | None, requests: Any, index: int, threads: int) -> None:
-    """A handler process: build the service, then run requests until the bot closes the pipe
-    (or dies, which closes it too)."""
+def _process_service(config_path: str | None) -> tuple[Any, Any, Any]:
+    """What a child of `serve` builds at start: its settings, a Redis client and the service, whose
+    chat is the outbox (handlers enqueue what they say; the background process sends it)."""
     from redis import Redis
 
     from bot.chat.outbox import Outbox
     from bot.chat.service import Kubemaint
     from bot.chat.slack_chat import SlackChat, web_client
-    from bot.chat.startup import freeze_start_up_objects, load_or_exit, process_resources
-    from bot.chat.threads import started_pool
-    from bot.engine.audit import audit, configure_logging
+    from bot.chat.startup import load_or_exit, process_resources
+    from bot.engine.audit import configure_logging
 
-    # Ctrl-C in a terminal reaches the whole process group; the bot decides when handlers stop
+    # Ctrl-C in a terminal reaches the whole process group; the bot decides when its children stop
     # (it closes their pipes), so a handler finishes its requests instead of dying mid-way.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so for the first handlers (see start())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already so for the first ones (see Handlers.start())
     configure_logging()
     settings = load_or_exit(config_path)
     redis = Redis.from_url(settings.redis_url)
-    token, base_url = settings.slack.bot_token.get_secret_value(), settings.slack.base_url
-    # Handlers enqueue what they say; the sender in the first handler posts it (its client leaves
-    # 429s to the outbox, which pauses and retries queue-wide).
-    direct = SlackChat(web_client(token, base_url, retry_rate_limited=False), group_ids(settings))
-    lookups = SlackChat(web_client(token, base_url), group_ids(settings))
-    service = Kubemaint(settings, redis, process_resources(settings), Outbox(redis, lookups.groups_of))
-    stop = threading.Event()
-    if index == 0:
-        start_background(service, redis, settings, direct, stop)
+    lookups = SlackChat(web_client(settings.slack.bot_token.get_secret_value(), settings.slack.base_url),
+                        group_ids(settings))
+    return settings, redis, Kubemaint(settings, redis, process_resources(settings), Outbox(redis, lookups.groups_of))
+
+
+def run_handler(config_path: str | None, requests: Any, index: int, threads: int) -> None:
+    """A handler process: build the service, then run requests until the bot closes the pipe
+    (or dies, which closes it too)."""
+    from bot.chat.startup import freeze_start_up_objects
+    from bot.chat.threads import started_pool
+    from bot.engine.audit import audit
+
+    _, redis, service = _process_service(config_path)
     pool = started_pool(threads, f"handler{index}")
     from kubernetes.client import AppsV1Api, CoreV1Api, PolicyV1Api  # noqa: F401  (loaded lazily otherwise)
 
@@ -226,5 +238,25 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
         except (EOFError, OSError):
             break
         pool.submit(work_safely, request)
-    stop.set()
     pool.shutdown(wait=True)
+
+
+def run_background(config_path: str | None, bot: Any) -> None:
+    """The background process: the outbox's sender and the progress publisher, until the bot closes
+    the pipe (or dies, which closes it too)."""
+    from bot.chat.slack_chat import SlackChat, web_client
+    from bot.chat.startup import freeze_start_up_objects
+
+    settings, redis, service = _process_service(config_path)
+    # The sender's client leaves 429s to the outbox, which pauses and retries queue-wide.
+    direct = SlackChat(web_client(settings.slack.bot_token.get_secret_value(), settings.slack.base_url,
+                                  retry_rate_limited=False), group_ids(settings))
+    stop = threading.Event()
+    threads = start_background(service, redis, settings, direct, stop)
+    freeze_start_up_objects()
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            bot.recv()  # nothing comes: the end of the pipe is the bot's end
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=5)
