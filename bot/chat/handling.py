@@ -17,6 +17,7 @@ import itertools
 import multiprocessing
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -145,14 +146,17 @@ class Handlers:
             log.error("handler.none_alive", key=request.key)
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Close every child's pipe (each finishes its work and exits), then wait for them all within
+        one `timeout` and kill what is left: the bot's own stop must not take a timeout per child."""
         self._stop.set()
         with self._lock:
             for slot in self._slots:
                 if slot is not None:
                     slot.pipe.close()  # the handler reads the end of its pipe and finishes its work
+        deadline = time.monotonic() + timeout
         for slot in self._slots:
             if slot is not None:
-                slot.process.join(timeout)
+                slot.process.join(max(0.0, deadline - time.monotonic()))
                 if slot.process.is_alive():
                     slot.process.kill()
 
@@ -259,4 +263,4 @@ def run_background(config_path: str | None, bot: Any) -> None:
             bot.recv()  # nothing comes: the end of the pipe is the bot's end
     stop.set()
     for thread in threads:
-        thread.join(timeout=5)
+        thread.join(timeout=2)  # they wait at most a second on Redis; the bot kills what is left
