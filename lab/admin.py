@@ -82,7 +82,7 @@ async def set_faults(request: web.Request) -> web.Response:
 @routes.post("/_lab/reset")
 async def reset(request: web.Request) -> web.Response:
     lab = _lab(request)
-    lab.reset()
+    await lab.reset_world()
     lab.counter.reset()
     return _ok({"scenario": lab.scenario.name})
 

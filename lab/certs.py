@@ -18,6 +18,7 @@ class ServingCerts:
     ca_pem: bytes
     cert_file: Path
     key_file: Path
+    ca_key_pem: bytes = b""  # the machines' kubeadm PKI is signed by the same CA (lab/machines/pki.py)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -67,4 +68,6 @@ def generate(directory: Path) -> ServingCerts:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     key_file.chmod(0o600)
-    return ServingCerts(ca_cert.public_bytes(serialization.Encoding.PEM), cert_file, key_file)
+    ca_key_pem = ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                      serialization.NoEncryption())
+    return ServingCerts(ca_cert.public_bytes(serialization.Encoding.PEM), cert_file, key_file, ca_key_pem)

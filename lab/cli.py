@@ -9,11 +9,13 @@ import signal
 import ssl
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from aiohttp import web
 
 from lab import certs, kubeconfig, scenario
+from lab.machines.namespace import MachineError
 from lab.server import Lab, build_app
 
 
@@ -37,18 +39,23 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="the bot in the lab with a terminal chat client (see python -m lab demo -h)")
     up = sub.add_parser("up", help="serve a simulated Kubernetes API until interrupted")
     up.add_argument("--scenario", required=True,
-                    help=f"a scenario name, a YAML file or large:NODES:PODS_PER_NODE "
+                    help=f"a scenario name, a YAML file or large:NODES:PODS_PER_NODE[:MACHINES] "
                          f"(known: {', '.join(scenario.available())})")
     up.add_argument("--kubeconfig", required=True, type=Path,
                     help="where to write the kubeconfig; it appears once the API is ready")
     up.add_argument("--port", type=_port, default=0, help="HTTPS port on 127.0.0.1 (default: free)")
     up.add_argument("--time-scale", type=_time_scale, default=1.0,
                     help="multiply grace periods and timeouts by this (0.1 = ten times faster)")
+    up.add_argument("--no-machines", action="store_true",
+                    help="no node is a machine (machines need root); ssh files are not written")
     return top
 
 
 async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="kubemaint-lab-") as state:
+    # Beside the kubeconfig, so that whoever cleans up the kubeconfig's directory (LabProcess
+    # does) also removes the machines' files of a lab that was killed.
+    kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".lab-state-", dir=kubeconfig_path.parent.resolve()) as state:
         serving = certs.generate(Path(state))
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(serving.cert_file, serving.key_file)
@@ -59,20 +66,33 @@ async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
         bound = runner.addresses[0][1]
         lab.server_address = f"127.0.0.1:{bound}"
         server = f"https://127.0.0.1:{bound}"
-        kubeconfig.write_atomically(kubeconfig_path, kubeconfig.render(server, serving.ca_pem, lab.token))
-        print(f"lab: scenario {lab.scenario.name} serving at {server}", flush=True)
-        print(f"lab: export KUBECONFIG={kubeconfig_path}  (then: kubectl get nodes)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            if lab.fleet is not None:
+                await start_machines(lab, Path(state), server, serving, kubeconfig_path)
+            kubeconfig.write_atomically(kubeconfig_path, kubeconfig.render(server, serving.ca_pem, lab.token))
+            print(f"lab: scenario {lab.scenario.name} serving at {server}", flush=True)
+            print(f"lab: export KUBECONFIG={kubeconfig_path}  (then: kubectl get nodes)", flush=True)
             await stop.wait()
         finally:
             with contextlib.suppress(FileNotFoundError):
                 kubeconfig_path.unlink()  # it would point at a server that is gone
+            if lab.fleet is not None:
+                await lab.fleet.stop()
             lab.cluster.stop()
             await runner.cleanup()
+
+
+async def start_machines(lab: Lab, state: Path, server: str, serving: certs.ServingCerts,
+                         kubeconfig_path: Path) -> None:
+    started = time.monotonic()
+    await lab.fleet.start(state / "machines", server, lab.token, serving.ca_pem, serving.ca_key_pem, hide=state)
+    files = lab.fleet.write_ssh_files(kubeconfig_path, lab.scenario.name)
+    print(f"lab: {len(lab.fleet.machines)} machines up in {time.monotonic() - started:.1f}s "
+          f"(ssh -F {files.config} NODE)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         try:
-            lab = Lab(args.scenario, time_scale=args.time_scale)
+            lab = Lab(args.scenario, time_scale=args.time_scale, machines=not args.no_machines)
         except scenario.ScenarioError as exc:
             raise SystemExit(f"lab: {exc}") from exc
-        await serve(lab, args.kubeconfig, args.port)
+        try:
+            await serve(lab, args.kubeconfig, args.port)
+        except (PermissionError, MachineError) as exc:
+            raise SystemExit(f"lab: the machines did not start: {exc}") from exc
 
     asyncio.run(run())
     return 0

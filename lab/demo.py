@@ -83,6 +83,8 @@ def interactive(stack: Stack) -> None:
     print(f"kubemaint demo: you are {NAMES[user]} in #ops. Try: status, cordon node01, drain node01.")
     print("  /as approver | /as operator | /as viewer  switch user;  a number clicks that button;  /quit")
     print(f"  kubectl: export KUBECONFIG={stack.lab.kubeconfig}")
+    if stack.lab.with_machines and stack.lab.ssh_config.exists():
+        print(f"  the nodes' machines: ssh -F {stack.lab.ssh_config} node01")
     view = ChatView(stack)
     threading.Thread(target=view.follow, daemon=True).start()
     while True:

@@ -10,11 +10,10 @@ from pathlib import Path
 import yaml
 
 from lab import objects as o
+from lab.machines import manifests
 from lab.versions import parse
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-ETCD_VERSIONS = {19: "3.4.13-0", 20: "3.4.13-0", 21: "3.4.13-0", 22: "3.5.0-0"}
-CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
 
 
 class ScenarioError(ValueError):
@@ -29,10 +28,12 @@ class Scenario:
     objects: list[dict] = field(default_factory=list)
     faults: dict = field(default_factory=dict)
     seed: int = 0
+    # Defaults for the nodes' machines (lab/machines/spec.py); `false`: no node is a machine.
+    machines: dict | bool | None = None
 
 
 def available() -> list[str]:
-    return [*sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")), "large:NODES:PODS_PER_NODE"]
+    return [*sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")), "large:NODES:PODS_PER_NODE[:MACHINES]"]
 
 
 def load(spec: str) -> Scenario:
@@ -64,20 +65,29 @@ def from_dict(data: dict, default_name: str = "custom") -> Scenario:
         objects=data.get("objects") or [],
         faults=data.get("faults") or {},
         seed=int(data.get("seed", 0)),
+        machines=data.get("machines"),
     )
 
 
 def generate_large(spec: str) -> Scenario:
+    """`large:NODES:PODS_PER_NODE[:MACHINES]`: the control plane and the first MACHINES-1 workers
+    are machines (none by default, so the throughput benchmarks measure the API alone)."""
     try:
-        _, nodes_text, pods_text = spec.split(":")
+        _, nodes_text, pods_text, *machines_text = spec.split(":")
         node_count, pods_per_node = int(nodes_text), int(pods_text)
+        machine_count = int(machines_text[0]) if machines_text else 0
+        if len(machines_text) > 1:
+            raise ValueError(spec)
     except ValueError as exc:
-        raise ScenarioError(f"expected large:NODES:PODS_PER_NODE, got {spec!r}") from exc
-    if node_count < 1 or pods_per_node < 0:
-        raise ScenarioError("large:NODES:PODS_PER_NODE needs NODES >= 1 and PODS_PER_NODE >= 0")
+        raise ScenarioError(f"expected large:NODES:PODS_PER_NODE[:MACHINES], got {spec!r}") from exc
+    if node_count < 1 or pods_per_node < 0 or not 0 <= machine_count <= node_count:
+        raise ScenarioError("large:NODES:PODS_PER_NODE[:MACHINES] needs NODES >= 1, PODS_PER_NODE >= 0 and "
+                            "0 <= MACHINES <= NODES")
     nodes = [{"name": "controlplane", "controlPlane": True, "tainted": True}]
     nodes += [{"name": f"node{i:04d}", "pods": max(110, pods_per_node + 10)}
               for i in range(1, node_count)]
+    for index, node in enumerate(nodes):
+        node["machine"] = index < machine_count
     workers = max(1, node_count - 1)
     total = workers * pods_per_node
     # One deployment per 100 pods keeps owners realistic without one giant ReplicaSet.
@@ -85,7 +95,7 @@ def generate_large(spec: str) -> Scenario:
     for index in range(0, total, 100):
         objects.append(deployment(f"app-{index // 100:04d}", min(100, total - index)))
     return Scenario(name=f"large-{node_count}-{pods_per_node}", version="v1.19.0",
-                    nodes=nodes, objects=objects)
+                    nodes=nodes, objects=objects, machines={} if machine_count else False)
 
 
 def deployment(name: str, replicas: int, namespace: str = "default", image: str = "nginx") -> dict:
@@ -105,11 +115,14 @@ def deployment(name: str, replicas: int, namespace: str = "default", image: str 
 
 
 def node_address(index: int) -> str:
-    """Nodes get loopback addresses so that later SSH shims can listen on them."""
+    """A node's address in a lab without machines (with machines, lab/machines/addresses.py picks them)."""
     return str(ipaddress.ip_address("127.0.1.1") + index)
 
 
-def build_nodes(scenario: Scenario) -> list[dict]:
+def build_nodes(scenario: Scenario, addresses: dict[str, str] | None = None,
+                node_info: dict[str, dict] | None = None) -> list[dict]:
+    """The scenario's nodes; `addresses` and `node_info` (osImage, kernelVersion) come from their machines."""
+    addresses = addresses or {}
     built = []
     for index, spec in enumerate(scenario.nodes):
         name = spec["name"]
@@ -120,10 +133,11 @@ def build_nodes(scenario: Scenario) -> list[dict]:
             role = o.control_plane_roles(version)[-1]
             taints.append({"key": f"node-role.kubernetes.io/{role}", "effect": "NoSchedule"})
         node = o.node(
-            name, version=version, address=spec.get("address") or node_address(index),
+            name, version=version, address=addresses.get(name) or spec.get("address") or node_address(index),
             control_plane=control_plane, taints=taints, labels=spec.get("labels"),
             pods=int(spec.get("pods", 110)), index=index,
         )
+        node["status"]["nodeInfo"].update((node_info or {}).get(name, {}))
         if spec.get("ready") is False:
             o.set_node_ready(node, False)
         if spec.get("unschedulable"):
@@ -133,38 +147,7 @@ def build_nodes(scenario: Scenario) -> list[dict]:
 
 
 def static_pods(node: dict, version: str) -> list[dict]:
-    """kubeadm's control-plane static pods as the kubelet mirrors them into the API."""
-    name = node["metadata"]["name"]
-    minor = parse(version)[1]
-    registry = "k8s.gcr.io" if minor < 25 else "registry.k8s.io"
-    pods = []
-    for component in CONTROL_PLANE_COMPONENTS:
-        tag = ETCD_VERSIONS.get(minor, "3.5.9-0") if component == "etcd" else version
-        pod = o.new_pod(
-            {
-                "name": f"{component}-{name}",
-                "namespace": "kube-system",
-                "labels": {"component": component, "tier": "control-plane"},
-                "annotations": {
-                    o.MIRROR_ANNOTATION: o.random_suffix(32),
-                    "kubernetes.io/config.hash": o.random_suffix(32),
-                    "kubernetes.io/config.source": "file",
-                },
-                "ownerReferences": [{
-                    "apiVersion": "v1", "kind": "Node", "name": name,
-                    "uid": node["metadata"]["uid"], "controller": True,
-                }],
-            },
-            {
-                "nodeName": name,
-                "hostNetwork": True,
-                "priorityClassName": "system-node-critical",
-                "priority": 2000001000,
-                "containers": [{"name": component, "image": f"{registry}/{component}:{tag}",
-                                "command": [component]}],
-                "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
-            },
-        )
-        o.mark_running(pod, node, o.node_address(node))
-        pods.append(pod)
-    return pods
+    """The mirror pods of kubeadm's control-plane static pods: the same manifests a control-plane
+    machine has in /etc/kubernetes/manifests, so its kubelet finds them already there."""
+    manifests_by_file = manifests.static_pod_manifests(node["metadata"]["name"], o.node_address(node), version)
+    return [manifests.mirror_pod(manifest, node) for manifest in manifests_by_file.values()]

@@ -17,6 +17,8 @@ from lab import objects as o
 from lab.api import Api, Target
 from lab.cluster import Cluster
 from lab.faults import Faults, RequestCounter
+from lab.machines import spec as machine_spec
+from lab.machines.fleet import Fleet
 from lab.patch import check_patch_type
 from lab.store import Gone, Store, WatchEvent
 
@@ -25,16 +27,28 @@ JSON = "application/json"
 
 
 class Lab:
-    """One simulated cluster: its store, controllers, faults and counters."""
+    """One simulated cluster: its store, controllers, faults and counters, and its machines
+    (`machines=True`; they start when the lab serves, lab/cli.py)."""
 
-    def __init__(self, scenario_spec: str, *, time_scale: float = 1.0, token: str | None = None):
+    def __init__(self, scenario_spec: str, *, time_scale: float = 1.0, token: str | None = None,
+                 machines: bool = False):
         self.scenario_spec = scenario_spec
         self.time_scale = time_scale
         self.token = token or secrets.token_urlsafe(24)
         self.faults = Faults()
         self.counter = RequestCounter()
         self.server_address = "127.0.0.1:0"
-        self.scenario = scenario.load(scenario_spec)
+        self.scenario = scn = scenario.load(scenario_spec)
+        self.fleet: Fleet | None = None
+        try:
+            if machines:
+                self.fleet, self.addresses = Fleet.plan(scn.machines, scn.nodes, scn.version, self,
+                                                        scenario.node_address)
+            else:
+                self.addresses = Fleet.node_addresses(scn.nodes, None, scenario.node_address)
+                machine_spec.build(scn.machines, scn.nodes, scn.version, self.addresses)  # checks the keys
+        except machine_spec.MachineSpecError as exc:
+            raise scenario.ScenarioError(str(exc)) from exc
         self.store: Store
         self.cluster: Cluster
         self.api: Api
@@ -58,7 +72,9 @@ class Lab:
         scn = self.scenario
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.store.put("namespaces", o.namespace(name))
-        for node in scenario.build_nodes(scn):
+        node_info = {} if self.fleet is None else {
+            s.name: {"osImage": s.image.pretty_name, "kernelVersion": s.kernel} for s in self.fleet.specs}
+        for node in scenario.build_nodes(scn, self.addresses, node_info):
             self.store.put("nodes", node)
             spec = next(n for n in scn.nodes if n["name"] == node["metadata"]["name"])
             if spec.get("controlPlane"):
@@ -78,6 +94,12 @@ class Lab:
             except errors.ApiError as exc:
                 raise scenario.ScenarioError(f"scenario object {kind}: {exc}") from exc
         self.cluster.reconcile()
+
+    async def reset_world(self) -> None:
+        """The cluster and its machines as the scenario describes them (POST /_lab/reset)."""
+        self.reset()
+        if self.fleet is not None:
+            await self.fleet.reset()
 
     def server_version(self) -> str:
         """The version of the first control-plane node's kube-apiserver static pod."""
@@ -158,8 +180,10 @@ def build_app(lab: Lab) -> web.Application:
     app = web.Application(middlewares=[_errors, _auth, _faults], client_max_size=64 * 1024**2)
     app["lab"] = lab
     from lab.admin import routes as admin_routes
+    from lab.machines.admin import routes as machine_routes
 
     app.add_routes(admin_routes)
+    app.add_routes(machine_routes)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
 

@@ -84,6 +84,7 @@ class Stack:
     mode: str = "socket"  # or "http"
     time_scale: float = 0.2
     workers: int = 1
+    machines: bool = True  # the scenario's nodes are machines reachable over SSH (lab/machines)
     approval_required: tuple[str, ...] = ("cordon",)  # the demo shows the approval flow on cordon
     policy_overrides: dict = field(default_factory=dict)
     extra_users: dict[str, str] = field(default_factory=dict)  # user id -> role, added to the workspace
@@ -113,7 +114,8 @@ class Stack:
             self.workdir = Path(self._tmp.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self.lab = LabProcess(self.scenario, time_scale=self.time_scale, workdir=self.workdir / "lab").start()
+            self.lab = LabProcess(self.scenario, time_scale=self.time_scale, workdir=self.workdir / "lab",
+                                  machines=self.machines).start()
             self.redis = RedisServer(persistence=self.redis_persistence, workdir=self.workdir / "redis").start()
             bot_port = free_port()
             http = self.mode == "http"
@@ -303,8 +305,13 @@ class Stack:
 
     def state(self) -> dict:
         """What `python -m lab demo --headless --state-file` writes for other tools."""
+        machines = self.lab.machines() if self.lab.with_machines else {}
         return {
             "kubeconfig": str(self.lab.kubeconfig),
+            "ssh_config": str(self.lab.ssh_config) if machines else None,
+            "known_hosts": str(self.lab.known_hosts) if machines else None,
+            "ssh_key": str(self.lab.ssh_key) if machines else None,
+            "machines": {name: {"address": m["address"], "port": m["port"]} for name, m in machines.items()},
             "slack_url": self.slack.base_url,
             "channel": CHANNEL,
             "users": USERS,

@@ -74,13 +74,18 @@ def cpu_model() -> str:
 
 
 class LabProcess:
-    """`python -m lab up` in a child process, ready when its kubeconfig appears."""
+    """`python -m lab up` in a child process, ready when its kubeconfig appears.
+
+    With `machines` (the default) the scenario's nodes are machines reachable over SSH: see
+    `ssh_config`, `known_hosts`, `ssh_key`, `ssh()` and the machine admin calls below.
+    """
 
     def __init__(self, scenario: str, *, time_scale: float = 0.05, workdir: Path | None = None,
-                 ready_timeout: float = 60.0) -> None:
+                 ready_timeout: float = 60.0, machines: bool = True) -> None:
         self.scenario = scenario
         self.time_scale = time_scale
         self.ready_timeout = ready_timeout
+        self.with_machines = machines
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="kubemaint-lab-")
         self.workdir = Path(workdir or self._tmp.name)
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -95,7 +100,8 @@ class LabProcess:
         log = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lab", "up", "--scenario", self.scenario,
-             "--kubeconfig", str(self.kubeconfig), "--time-scale", str(self.time_scale)],
+             "--kubeconfig", str(self.kubeconfig), "--time-scale", str(self.time_scale),
+             *([] if self.with_machines else ["--no-machines"])],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + self.ready_timeout
@@ -192,6 +198,55 @@ class LabProcess:
     def wait_for(self, condition, timeout: float = 30.0, interval: float = 0.05,
                  message: str = "condition"):
         return wait_until(condition, timeout, message, interval)
+
+    # -- machines (lab/machines) ---------------------------------------------------------
+
+    @property
+    def ssh_config(self) -> Path:
+        """`ssh -F <this> NODE COMMAND` reaches a machine as kubemaint (sudo without a password)."""
+        return self.kubeconfig.parent / "ssh_config"
+
+    @property
+    def known_hosts(self) -> Path:
+        """Every machine's host key, by address (`[address]:port` when not on port 22)."""
+        return self.kubeconfig.parent / "known_hosts"
+
+    @property
+    def ssh_key(self) -> Path:
+        """The private key of the machines' kubemaint user."""
+        return self.kubeconfig.parent / "id_ed25519"
+
+    def machines(self) -> dict[str, dict]:
+        """Each machine: address, port, power, sshd, bootId, kernel, boots, hostKey, faults..."""
+        return self.admin("GET", "machines")["machines"]
+
+    def machine(self, name: str) -> dict:
+        return self.admin("GET", f"machines/{name}")
+
+    def address(self, name: str) -> tuple[str, int]:
+        machine = self.machine(name)
+        return machine["address"], machine["port"]
+
+    def set_machine_faults(self, name: str, faults: dict) -> dict:
+        """Replace a machine's faults: {"sshRefused": bool, "dropAfterSeconds": N, "latencyMs": N,
+        "failures": {program: {"exitCode": N, "stderr": "..."}}, "hostKeyChanged": bool}; {} clears them."""
+        return self.admin("PUT", f"machines/{name}/faults", faults)
+
+    def power(self, name: str, on: bool) -> dict:
+        return self.admin("POST", f"machines/{name}/power", {"on": on})
+
+    def reboot(self, name: str, boot_seconds: float | None = None) -> dict:
+        """As `systemctl reboot` on it: down now, up after its boot time (scaled), which
+        `boot_seconds` changes from now on."""
+        return self.admin("POST", f"machines/{name}/reboot",
+                          {} if boot_seconds is None else {"bootSeconds": boot_seconds})
+
+    def ssh(self, node: str, command: str, *, timeout: float = 30.0, options: tuple[str, ...] = (),
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+        """Run `command` on a machine with the system's ssh client and the lab's ssh_config."""
+        return subprocess.run(["ssh", "-F", str(self.ssh_config), *options, node, command],
+                              capture_output=True, text=True, timeout=timeout,
+                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
 
 
 def wait_until(condition, timeout: float, message: str = "condition", interval: float = 0.05):
