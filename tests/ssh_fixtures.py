@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.nodes import NodeShell, SshConfig
-from tests.sshd_support import KeyPair, PrivateSshd, make_key
+from tests.sshd_support import KeyPair, PrivateSshd, make_key, write_known_hosts
 
 
 class AuditRecorder:
@@ -39,20 +39,20 @@ def client_key(ssh_dir: Path) -> KeyPair:
 
 @pytest.fixture(scope="module")
 def sshd(ssh_dir: Path, client_key: KeyPair) -> Iterator[PrivateSshd]:
-    server = PrivateSshd(ssh_dir / "sshd")
+    server = PrivateSshd()
     server.authorize("root", client_key.public_text)
     with server:
         yield server
 
 
 @pytest.fixture
-def new_sshd(tmp_path: Path, client_key: KeyPair, known_hosts: Path) -> Iterator[Callable[..., PrivateSshd]]:
+def new_sshd(client_key: KeyPair, known_hosts: Path) -> Iterator[Callable[..., PrivateSshd]]:
     """Start sshds of the test's own (stopped at its end), root trusting the client key, their host keys
     added to `known_hosts` unless `trusted=False`."""
     started: list[PrivateSshd] = []
 
-    def start(name: str = "own", *, trusted: bool = True, **kwargs: Any) -> PrivateSshd:
-        server = PrivateSshd(tmp_path / name, **kwargs)
+    def start(*, trusted: bool = True, **kwargs: Any) -> PrivateSshd:
+        server = PrivateSshd(**kwargs)
         server.authorize("root", client_key.public_text)
         started.append(server.start())
         if trusted:
@@ -62,12 +62,7 @@ def new_sshd(tmp_path: Path, client_key: KeyPair, known_hosts: Path) -> Iterator
 
     yield start
     for server in started:
-        server.stop()
-
-
-def write_known_hosts(path: Path, *servers: PrivateSshd) -> Path:
-    path.write_text("".join(server.known_hosts_line() for server in servers))
-    return path
+        server.close()
 
 
 @pytest.fixture

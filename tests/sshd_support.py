@@ -5,10 +5,10 @@ its own (127.X.Y.Z, a free port), with a temporary host key, its own authorized_
 and no pid file. sshd insists on /run/sshd, so it runs in a private mount namespace with a tmpfs on
 /run: the machine's /run is left alone.
 
-    with PrivateSshd(tmp_path) as sshd:
+    with PrivateSshd() as sshd:
         sshd.authorize("root", client_key.public)
         sshd.known_hosts_line()          # for a known_hosts file
-        sshd.restart(); sshd.stop()
+        sshd.restart(); sshd.stop()   # leaving: its directory removed
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import contextlib
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +79,11 @@ def ssh_keygen_fingerprint(public_key: Path) -> str:
 
 
 class PrivateSshd:
-    def __init__(self, workdir: Path, *, address: str | None = None, port: int | None = None,
-                 extra_config: str = "") -> None:
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, *, address: str | None = None, port: int | None = None, extra_config: str = "") -> None:
+        # Its own directory, readable by all: sshd reads a user's authorized_keys as that user, and pytest's
+        # temporary directories are root's alone. Nothing secret is kept here (the host key is a test's).
+        self.workdir = Path(tempfile.mkdtemp(prefix="kubemaint-sshd-"))
+        self.workdir.chmod(0o755)
         self.address = address or private_loopback_address()
         self.port = port or free_port(self.address)
         self.extra_config = extra_config
@@ -109,6 +112,7 @@ class PrivateSshd:
         keys = self.workdir / f"authorized_keys_{user}"
         with keys.open("a") as out:
             out.write(public_key.strip() + "\n")
+        keys.chmod(0o644)
 
     def start(self) -> PrivateSshd:
         self.config.write_text(
@@ -146,7 +150,8 @@ class PrivateSshd:
         return self.log.read_text(errors="replace").count("Accepted publickey")
 
     def stop(self) -> None:
-        """Everything goes, as in a reboot: the listener, every connection, every session."""
+        """Everything goes, as in a reboot: the listener, every connection, every session. The directory stays
+        for `start()` again; `close()` removes it."""
         if self.process is None:
             return
         tree = _descendants(self.process.pid)
@@ -160,11 +165,20 @@ class PrivateSshd:
         self.stop()
         return self.start()
 
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
     def __enter__(self) -> PrivateSshd:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
+
+
+def write_known_hosts(path: Path, *servers: PrivateSshd) -> Path:
+    path.write_text("".join(server.known_hosts_line() for server in servers))
+    return path
 
 
 def _descendants(pid: int) -> list[int]:
@@ -191,14 +205,13 @@ def _exists(pid: int) -> bool:
 class LocalUser:
     """A real local user for the tests' logins, removed afterwards; `sudo` gives it passwordless sudo."""
 
-    def __init__(self, home: Path, *, sudo: bool) -> None:
+    def __init__(self, *, sudo: bool) -> None:
         self.name = f"kmt{secrets.token_hex(4)}"
-        self.home = home
+        self.home = Path(tempfile.mkdtemp(prefix=f"kubemaint-{self.name}-"))
         self.sudo = sudo
         self.sudoers = Path(f"/etc/sudoers.d/kubemaint-test-{self.name}")
 
     def create(self) -> LocalUser:
-        self.home.mkdir(parents=True, exist_ok=True)
         # `-p '*'`: no password, but not locked (sshd without PAM refuses locked accounts, even with a key).
         subprocess.run(["useradd", "--no-create-home", "--home-dir", str(self.home), "--shell", "/bin/sh",
                         "--password", "*", self.name], check=True, timeout=30)
@@ -213,7 +226,16 @@ class LocalUser:
 
     def remove(self) -> None:
         self.sudoers.unlink(missing_ok=True)
-        subprocess.run(["userdel", self.name], check=False, timeout=30, capture_output=True)
+        uid = _ids(self.name)[0]
+        # userdel refuses a user with processes: the sshd sessions of closed connections end a moment later.
+        try:
+            wait_until(lambda: not _processes_of(uid), 5, f"{self.name}'s processes to end")
+        except AssertionError:
+            for pid in _processes_of(uid):
+                _kill(pid, signal.SIGKILL)
+            wait_until(lambda: not _processes_of(uid), 5, f"{self.name}'s processes to die")
+        subprocess.run(["userdel", self.name], check=True, timeout=30, capture_output=True)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> LocalUser:
         return self.create()
@@ -227,3 +249,16 @@ def _ids(user: str) -> tuple[int, int]:
 
     entry = pwd.getpwnam(user)
     return entry.pw_uid, entry.pw_gid
+
+
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            continue
+        real_uid = next((line.split()[1] for line in lines if line.startswith("Uid:")), None)
+        if real_uid == str(uid):
+            found.append(int(status.parent.name))
+    return found

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paramiko
 import structlog
@@ -64,6 +64,16 @@ _SUDO_REFUSALS = ("a password is required", "is not in the sudoers file", "is no
                   "a terminal is required", "may not run sudo")
 
 
+class JobContext(Protocol):
+    """Whom a command is run for: a step's StepContext has both."""
+
+    @property
+    def job_id(self) -> str | None: ...
+
+    @property
+    def requester(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class JobRef:
     """Who a command is run for, when the caller is not a step (a step passes its StepContext, which has
@@ -92,7 +102,7 @@ class NodeShell:
     # -- the API operations use ----------------------------------------------------------------------
 
     def run(self, node: str, argv: Sequence[Arg], *, address: str | None = None, sudo: bool = False,
-            deadline: float | None = None, job: Any = None, check: bool = True) -> CommandResult:
+            deadline: float | None = None, job: JobContext | None = None, check: bool = True) -> CommandResult:
         """Run `argv` on `node` and return what it did.
 
         `address`: the node's InternalIP (ssh.addresses overrides it). `sudo`: run as root (`sudo -n`
@@ -136,6 +146,10 @@ class NodeShell:
             record.setdefault("duration_s", round(time.monotonic() - started, 3))
             record["error"] = str(error)
             raise
+        except Exception as error:  # a fault of ours or paramiko's: still on the record, without its text
+            record["outcome"] = f"error ({type(error).__name__})"
+            record.setdefault("duration_s", round(time.monotonic() - started, 3))
+            raise
         finally:
             self._record(record)
 
@@ -154,10 +168,10 @@ class NodeShell:
             if current is not None and current.endpoint.address == address:
                 return current
             endpoint = Endpoint(node, address, self.config.port, self.config.user)
-            self._connections[node] = Connection(endpoint, lambda: self._open(endpoint))
+            created = self._connections[node] = Connection(endpoint, lambda: self._open(endpoint))
         if current is not None:
             current.close()
-        return self._connections[node]
+        return created
 
     def credentials(self) -> Credentials:
         """The login, loaded on first use (a wrong key or passphrase surfaces as SshSetupError)."""
