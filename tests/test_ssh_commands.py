@@ -252,3 +252,27 @@ def test_connect_timeout_when_the_port_answers_but_no_ssh_does(make_shell, sshd)
             make_shell(port=silent.getsockname()[1], connect_timeout_seconds=1).run(
                 "node01", ["true"], address=sshd.address)
         assert time.monotonic() - started < 5
+
+
+def test_keepalives_go_out_on_an_idle_connection(make_shell, new_sshd):
+    server = new_sshd()
+    shell = make_shell(port=server.port, keepalive_seconds=1)
+    shell.run("node01", ["true"], address=server.address)
+    # paramiko's keepalive is a global request sshd logs at DEBUG1.
+    wait_until(lambda: "keepalive@lag.net" in server.log.read_text(errors="replace"), 10, "a keepalive")
+
+
+def test_a_connection_that_stopped_answering_is_replaced_before_the_command_starts(make_shell, new_sshd, tmp_path):
+    """Like a node that rebooted without closing our TCP connection: the old one never answers again."""
+    server = new_sshd()
+    shell = make_shell(port=server.port, connect_timeout_seconds=1)
+    first = shell.run("node01", ["sh", "-c", "echo $SSH_CONNECTION"], address=server.address).stdout.split()[1]
+    frozen = server.session_pids()
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        second = shell.run("node01", ["sh", "-c", "echo $SSH_CONNECTION"], address=server.address).stdout.split()[1]
+        assert second != first and time.monotonic() - started < 5
+    finally:
+        kill_all(frozen)
