@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_CONFIG = os.environ.get("KUBEMAINT_CONFIG")
+ALL_NODES = "*"
 CONFIG_HELP = "YAML configuration file (default: $KUBEMAINT_CONFIG); KUBEMAINT_* variables override it"
 
 
@@ -48,14 +49,23 @@ def audit(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    from bot.chat.startup import load_or_exit, redis_warnings
+    from bot.chat.ssh_checks import check_nodes_over_ssh, check_ssh_setup
+    from bot.chat.startup import load_or_exit, process_resources, redis_warnings
 
     settings = load_or_exit(args.config)
     print(f"configuration OK: Slack {settings.slack.mode} mode, Redis {settings.redis_url}, "
           f"{len(settings.operations)} commands, {len(settings.policies)} command policies")
     for warning in redis_warnings(settings):
         print(f"warning: {warning}")
-    return 0
+    if settings.ssh is None and args.nodes is None:
+        return 0
+    resources = process_resources(settings)
+    if check_ssh_setup(settings, resources) is None:
+        return 1
+    if args.nodes is None:
+        return 0
+    names = None if args.nodes == ALL_NODES else [name for name in args.nodes.split(",") if name]
+    return 0 if check_nodes_over_ssh(settings, resources, names) else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,8 +85,11 @@ def parser() -> argparse.ArgumentParser:
     trail.add_argument("--redis-url", help="Redis to read (default: redis_url from the config or "
                                            "KUBEMAINT_REDIS_URL)")
     trail.set_defaults(func=audit)
-    sub.add_parser("check-config", parents=[config], help="validate the configuration and exit").set_defaults(
-        func=check_config)
+    checking = sub.add_parser("check-config", parents=[config], help="validate the configuration and exit")
+    checking.add_argument("--nodes", nargs="?", const=ALL_NODES, metavar="NODE,...",
+                          help="also reach every node (or the ones named) over SSH and report host key, login and "
+                               "sudo problems per node")
+    checking.set_defaults(func=check_config)
     return top
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from bot.contract import Resource
@@ -19,5 +20,37 @@ def _redis(settings: Any) -> Any:
     return Redis.from_url(settings.redis_url)
 
 
+def _ssh(settings: Any) -> Any:
+    from redis import Redis
+
+    from bot.engine.audit import audit
+    from bot.nodes import NodeShell
+
+    if settings.ssh is None:
+        raise ValueError("ssh: not configured: commands that work on the nodes need the ssh section of the "
+                         "configuration (docs/configuration.md)")
+    # The audit's Redis is kubemaint's; its own client, so that a slow audit write never holds another's connection.
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    shell = NodeShell(ssh_config(settings.ssh), audit=functools.partial(audit, redis))
+    shell.preflight()  # a missing known_hosts or a wrong passphrase stops start-up, not the first job
+    return shell
+
+
+def ssh_config(ssh: Any) -> Any:
+    """bot/nodes' plain config from the validated `ssh` section (same names; the jump host's port and user
+    default to the nodes')."""
+    from bot.nodes import JumpHost, SshConfig
+
+    jump = ssh.jump_host
+    return SshConfig(
+        user=ssh.user, known_hosts=ssh.known_hosts, port=ssh.port, key_file=ssh.key_file,
+        passphrase_env=ssh.passphrase_env, agent=ssh.agent, addresses=dict(ssh.addresses),
+        jump_host=JumpHost(jump.address, jump.port or ssh.port, jump.user or ssh.user) if jump else None,
+        connect_timeout_seconds=ssh.connect_timeout_seconds, command_deadline_seconds=ssh.command_deadline_seconds,
+        keepalive_seconds=ssh.keepalive_seconds,
+    )
+
+
 KUBE = Resource("kube", _kube, "the cluster's API (kubeconfig and context from the settings, or in-cluster)")
 REDIS = Resource("redis", _redis, "kubemaint's Redis: jobs, approvals and the audit trail")
+SSH = Resource("ssh", _ssh, "the nodes over SSH (bot/nodes): strict host keys, every command audited")

@@ -46,6 +46,13 @@ def record(ctx: StepContext, item: str | None = None) -> str:
     return f"recorded {item or ctx.step}"
 
 
+@action("test.whoami")
+def whoami(ctx: StepContext) -> str:
+    """What a step knows of its job: node commands are audited with it."""
+    _redis(ctx).rpush(CALLS, f"{ctx.job_id} {ctx.requester}")
+    return "asked"
+
+
 @action("test.fail_unless")
 def fail_unless(ctx: StepContext, key: str) -> str:
     r = _redis(ctx)

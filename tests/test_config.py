@@ -337,3 +337,100 @@ def test_supported_minors_default_and_bounds(write) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL + APPROVER + "supported_minor_count: 0\n"), env={})
     assert caught.value.problems == ["supported_minor_count: must be >= 1"]
+
+
+# --- ssh (bot/nodes) ---------------------------------------------------------------------------------
+
+SSH = "ssh:\n  user: kubemaint\n  known_hosts: /etc/kubemaint/known_hosts\n  key_file: ~/.ssh/kubemaint\n"
+
+
+def test_ssh_is_optional_and_has_safe_defaults(write) -> None:
+    assert load_settings(write(MINIMAL + APPROVER), env={}).ssh is None
+    ssh = load_settings(write(MINIMAL + APPROVER + SSH), env={}).ssh
+    assert ssh is not None
+    assert (ssh.user, ssh.port, ssh.agent, ssh.passphrase_env, ssh.jump_host) == ("kubemaint", 22, False, None, None)
+    assert ssh.known_hosts == Path("/etc/kubemaint/known_hosts")
+    assert ssh.key_file == Path.home() / ".ssh" / "kubemaint"
+    assert (ssh.connect_timeout_seconds, ssh.command_deadline_seconds, ssh.keepalive_seconds) == (10, 300, 15)
+    assert ssh.addresses == {}
+
+
+def test_ssh_in_full_and_from_the_environment(write) -> None:
+    path = write(MINIMAL + APPROVER + SSH + """
+  port: 2222
+  passphrase_env: KUBEMAINT_SSH_PASSPHRASE
+  agent: true
+  addresses: {node01: 10.0.0.11, node02: "fd00::12", controlplane: cp.internal.example}
+  jump_host: {address: bastion.example.com}
+  connect_timeout_seconds: 5
+  command_deadline_seconds: 900
+  keepalive_seconds: 0
+""")
+    ssh = load_settings(path, env={"KUBEMAINT_SSH__USER": "ops", "KUBEMAINT_SSH__ADDRESSES": '{"node03": "10.0.0.13"}'}
+                        ).ssh
+    assert ssh is not None and ssh.user == "ops" and ssh.port == 2222 and ssh.agent
+    assert ssh.addresses == {"node01": "10.0.0.11", "node02": "fd00::12", "controlplane": "cp.internal.example",
+                             "node03": "10.0.0.13"}
+    assert ssh.jump_host is not None and ssh.jump_host.address == "bastion.example.com"
+    assert (ssh.jump_host.port, ssh.jump_host.user) == (None, None)  # the nodes' port and user
+    from handlers.resources import ssh_config
+
+    config = ssh_config(ssh)
+    assert (config.jump_host.address, config.jump_host.port, config.jump_host.user) == ("bastion.example.com", 2222,
+                                                                                       "ops")
+    assert config.keepalive_seconds == 0 and config.passphrase_env == "KUBEMAINT_SSH_PASSPHRASE"
+
+
+@pytest.mark.parametrize(("ssh", "problem"), [
+    ("{known_hosts: /k, key_file: /id}", "ssh.user: required"),
+    ("{user: kubemaint, key_file: /id}", "ssh.known_hosts: required"),
+    ("{user: kubemaint, known_hosts: /k}",
+     "ssh.key_file: required unless ssh.agent is true (a private key file, or the SSH agent's keys)"),
+    ("{user: kubemaint, known_hosts: /k, agent: true, passphrase_env: PASS}",
+     "ssh.passphrase_env: needs ssh.key_file (the passphrase opens that key)"),
+    ("{user: 'Kube Maint', known_hosts: /k, key_file: /id}",
+     'ssh.user: "Kube Maint" is not a user name (lowercase letters, digits, "_" and "-")'),
+    ("{user: k, known_hosts: /k, key_file: /id, port: 0}", "ssh.port: must be >= 1"),
+    ("{user: k, known_hosts: /k, key_file: /id, port: 65536}", "ssh.port: must be <= 65535"),
+    ("{user: k, known_hosts: /k, key_file: /id, agent: maybe}", "ssh.agent: must be true or false"),
+    ("{user: k, known_hosts: /k, key_file: /id, passphrase_env: 'my secret phrase'}",
+     "ssh.passphrase_env: must name an environment variable (letters, digits and _), not hold the passphrase "
+     "itself"),
+    ("{user: k, known_hosts: /k, key_file: /id, addresses: {Node01: 10.0.0.1}}",
+     'ssh.addresses.Node01: "Node01" is not a valid node name: node names are lowercase (did you mean "node01"?)'),
+    ("{user: k, known_hosts: /k, key_file: /id, addresses: {node01: '10.0.0.1; reboot'}}",
+     'ssh.addresses.node01: "10.0.0.1; reboot" is not an IP address or a host name'),
+    ("{user: k, known_hosts: /k, key_file: /id, addresses: [node01]}", "ssh.addresses: must be a mapping of keys"),
+    ("{user: k, known_hosts: /k, key_file: /id, jump_host: {port: 22}}", "ssh.jump_host.address: required"),
+    ("{user: k, known_hosts: /k, key_file: /id, jump_host: {address: b, port: 70000}}",
+     "ssh.jump_host.port: must be <= 65535"),
+    ("{user: k, known_hosts: /k, key_file: /id, jump_host: {address: b, proxy: c}}",
+     "ssh.jump_host.proxy: unknown key"),
+    ("{user: k, known_hosts: /k, key_file: /id, connect_timeout_seconds: 0}",
+     "ssh.connect_timeout_seconds: must be > 0"),
+    ("{user: k, known_hosts: /k, key_file: /id, command_deadline_seconds: soon}",
+     "ssh.command_deadline_seconds: must be a number"),
+    ("{user: k, known_hosts: /k, key_file: /id, keepalive_seconds: -1}", "ssh.keepalive_seconds: must be >= 0"),
+    ("{user: k, known_hosts: /k, key_file: /id, strict_host_keys: false}", "ssh.strict_host_keys: unknown key"),
+])
+def test_bad_ssh_keys_are_named(write, ssh: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER + f"ssh: {ssh}\n"), env={})
+    assert caught.value.problems == [problem]
+
+
+def test_bad_ssh_keys_from_the_environment_name_the_variable(write) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER + SSH), env={"KUBEMAINT_SSH__PORT": "ssh"})
+    assert caught.value.problems == ["ssh.port: must be a whole number (from KUBEMAINT_SSH__PORT)"]
+
+
+def test_the_documented_example_is_a_valid_configuration(write) -> None:
+    """docs/configuration.md's example names every key; a renamed key must not leave it behind."""
+    import re
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", doc, re.S)[1]
+    settings = load_settings(write(example), env={})
+    assert settings.ssh is not None and settings.ssh.jump_host is not None
+    assert set(type(settings.ssh).model_fields) <= set(re.findall(r"^  (\w+):", example.split("\nssh:", 1)[1], re.M))

@@ -78,6 +78,14 @@ def test_steps_share_job_data_that_survives_a_failed_run_and_a_resume(r: Redis, 
 
 
 
+def test_a_step_knows_its_job_and_who_asked_for_it(r: Redis, workers: Workers) -> None:
+    workers.start()
+    spec = spec_of(Step("ask", "test.whoami"))
+    submit(r, spec)
+    wait_for_state(r, spec.id, "succeeded")
+    assert calls(r) == [f"{spec.id} U_REQ"]
+
+
 def test_steps_run_in_order_are_checkpointed_and_announced_in_order(r: Redis, workers: Workers) -> None:
     workers.start()
     spec = spec_of(record("a"), record("b"), record("c"), locks=("node:node01",))

@@ -14,6 +14,7 @@ of the file is checked so that their policies can be set here too.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from bot.contract.operation import FALLBACK_POLICY, Policy
 from bot.contract.registry import Registry, operations
+from bot.contract.words import check_node_name
 
 ENV_PREFIX = "KUBEMAINT_"
 ENV_NESTED_DELIMITER = "__"
@@ -156,6 +158,92 @@ class ProgressSettings(_Section):
     updates_per_minute: int = Field(default=45, gt=0)  # Slack's chat.update budget is ~50/min per app
 
 
+_UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _unix_user(value: str) -> str:
+    if not _UNIX_USER.fullmatch(value):
+        raise PydanticCustomError("user", '"{value}" is not a user name (lowercase letters, digits, "_" and "-")',
+                                  {"value": value[:40]})
+    return value
+
+
+def _host_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _HOSTNAME.fullmatch(value):
+        raise PydanticCustomError("address", '"{value}" is not an IP address or a host name', {"value": value[:60]})
+    return value
+
+
+def _node_name(value: str) -> str:
+    try:
+        return check_node_name(value)
+    except ValueError as error:
+        raise PydanticCustomError("node_name", "{reason}", {"reason": str(error)}) from None
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise PydanticCustomError("env_name", "must name an environment variable (letters, digits and _), "
+                                              "not hold the passphrase itself")
+    return value
+
+
+UnixUser = Annotated[str, AfterValidator(_unix_user)]
+HostAddress = Annotated[str, AfterValidator(_host_address)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class JumpHostSettings(_Section):
+    """A bastion the nodes are reached through (OpenSSH's ProxyJump); same key and known_hosts as the nodes."""
+
+    address: HostAddress
+    port: Port | None = None  # default: ssh.port
+    user: UnixUser | None = None  # default: ssh.user
+
+
+class SshSettings(_Section):
+    """How the bot reaches the nodes over SSH (bot/nodes): strict host keys, key authentication."""
+
+    user: UnixUser
+    port: Port = 22
+    known_hosts: Path
+    agent: bool = False  # declared before key_file: its check reads it
+    key_file: Path | None = Field(default=None, validate_default=True)
+    passphrase_env: Annotated[str, AfterValidator(_env_name)] | None = Field(default=None, validate_default=True)
+    addresses: dict[Annotated[str, AfterValidator(_node_name)], HostAddress] = Field(default_factory=dict)
+    jump_host: JumpHostSettings | None = None
+    connect_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    command_deadline_seconds: float = Field(default=300, gt=0, le=24 * 3600)
+    keepalive_seconds: float = Field(default=15, ge=0, le=3600)
+
+    @field_validator("known_hosts", "key_file")
+    @classmethod
+    def _expand_home(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None else None
+
+    @field_validator("key_file")
+    @classmethod
+    def _some_way_to_log_in(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None and info.data.get("agent") is False:
+            raise PydanticCustomError("required", "required unless ssh.agent is true (a private key file, or the "
+                                                  "SSH agent's keys)")
+        return path
+
+    @field_validator("passphrase_env")
+    @classmethod
+    def _passphrase_is_for_the_key(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is not None and "key_file" in info.data and info.data["key_file"] is None:
+            raise PydanticCustomError("needs_key", "needs ssh.key_file (the passphrase opens that key)")
+        return name
+
+
 def _minor_number(value: Any) -> Any:
     # People write the release line the way Kubernetes does ("v1.33"); we store the minor.
     if isinstance(value, str):
@@ -193,6 +281,7 @@ class Settings(BaseSettings):
     progress: ProgressSettings = ProgressSettings()
     # Processes that plan and answer commands, apart from the one that acks Slack (bot/chat/handling.py).
     handler_processes: int = Field(default=2, ge=1, le=16)
+    ssh: SshSettings | None = None  # none: operations that need the nodes are refused at their first command
 
     @field_validator("policies", mode="before")
     @classmethod
@@ -362,6 +451,8 @@ _MESSAGES = {
     "less_than_equal": "must be <= {le}",
     "int_parsing": "must be a whole number",
     "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
     "bool_parsing": "must be true or false",
     "bool_type": "must be true or false",
     "model_type": "must be a mapping of keys",
@@ -388,7 +479,7 @@ def _describe(error: Any, env_values: Mapping[str, Any], registry: Registry) -> 
     if loc and loc[-1] == "[key]":
         loc = loc[:-1]
         message = (f"unknown command; policies exist for {', '.join(registry.names())}"
-                   if loc[:1] == ("policies",) else "bad key")
+                   if loc[:1] == ("policies",) else error["msg"])
     elif error["type"] == "literal_error":
         message = f"must be one of {ctx.get('expected', '')}"
     elif error["type"] in _MESSAGES:

@@ -102,3 +102,14 @@ def set_unschedulable(kube: Kube, name: str, unschedulable: bool) -> None:
     # more CPU than the request.
     raw(kube.core.patch_node(name, {"spec": {"unschedulable": True if unschedulable else None}},
                              _preload_content=False))
+
+
+def node_addresses(kube: Kube) -> dict[str, str | None]:
+    """Every node's InternalIP (None for a node that reports none): where the bot reaches it over SSH
+    unless the config's ssh.addresses says otherwise."""
+    addresses: dict[str, str | None] = {}
+    for node in list_all(kube.core.list_node):
+        found = [a.get("address") for a in (node.get("status") or {}).get("addresses") or []
+                 if a.get("type") == "InternalIP"]
+        addresses[node["metadata"]["name"]] = found[0] if found else None
+    return addresses

@@ -150,8 +150,9 @@ class StepContext:
 
     def __init__(self, *, job_id: str, step: str, resources: Any, log: Any, checkpoint_data: CheckpointData,
                  cancelled: Callable[[], bool], progress: Callable[[str], None],
-                 job_data: CheckpointData | None = None) -> None:
+                 job_data: CheckpointData | None = None, requester: str | None = None) -> None:
         self.job_id = job_id
+        self.requester = requester  # who asked for the job: node commands are audited with it
         self.step = step
         self.resources = resources
         self.log = log

@@ -347,7 +347,7 @@ class StepRunner:
                 fn = get_action(step.action)
                 data = CheckpointData(read_checkpoint_data(self.redis, self.job_id, step.name),
                                       save=lambda values, name=step.name: self._save_data(name, values))
-                ctx = StepContext(job_id=self.job_id, step=step.name, resources=resources,
+                ctx = StepContext(job_id=self.job_id, requester=spec.requester, step=step.name, resources=resources,
                                   log=self.log.bind(step=step.name), checkpoint_data=data, job_data=job_data,
                                   cancelled=self._stop_requested,
                                   progress=lambda detail, rec=step_record: self._progress(rec, detail))
