@@ -175,8 +175,8 @@ def test_the_registry_refuses_two_operations_with_one_phrase_or_name():
 
 
 def test_an_operation_needing_an_undeclared_resource_is_refused():
-    needy = Operation(name="needy", words="needy", description="d", needs=("ssh",), answer=_answer)
-    with pytest.raises(ValueError, match="needs undeclared resources: ssh"):
+    needy = Operation(name="needy", words="needy", description="d", needs=("mailer",), answer=_answer)
+    with pytest.raises(ValueError, match="needs undeclared resources: mailer"):
         Registry([needy], operations().resources.values())
 
 
