@@ -208,6 +208,15 @@ def test_dpkg_status_and_compare_versions(node: Machine) -> None:
     assert node.run("dpkg")[0] == 2
 
 
+def test_dpkg_query_shows_installed_versions_in_the_format_asked(node: Machine) -> None:
+    code, out, err = node.run("dpkg-query -W -f=${Package}=${Version}|${db:Status-Abbrev}\\n kubeadm kubelet nosuch",
+                              user=True)
+    assert (code, err) == (1, "dpkg-query: no packages found matching nosuch\n")
+    assert out == "kubeadm=1.19.0-00|hi \nkubelet=1.19.0-00|hi \n"
+    assert node.run("dpkg-query -W kubectl")[1] == "kubectl\t1.19.0-00\n"
+    assert node.run("dpkg-query")[0] == 2
+
+
 @pytest.mark.parametrize(("a", "b", "sign"), [
     ("1.20.0-00", "1.19.16-00", 1), ("1.27.3-1.1", "1.27.3-1.1", 0), ("1.0~rc1", "1.0", -1), ("1:0.1", "9.9", 1),
     ("2.27-3ubuntu1.6", "2.27-3ubuntu1.4", 1), ("1.1.1-1ubuntu2.1~18.04.23", "1.1.1-1ubuntu2.1~18.04.7", 1),

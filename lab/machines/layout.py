@@ -99,6 +99,7 @@ if [ -r {state.SESSION_DELAY} ]; then
   read -r delay < {state.SESSION_DELAY} && [ -n "$delay" ] && sleep "$delay"
 fi
 if [ -n "$SSH_ORIGINAL_COMMAND" ]; then
+  {{ printf '%s %s %s\\n' "$(date +%s)" "$(id -un)" "$SSH_ORIGINAL_COMMAND" >> {state.SESSION_LOG}; }} 2>/dev/null
   exec "$SHELL" -c "$SSH_ORIGINAL_COMMAND"
 fi
 exec "$SHELL" -l
@@ -305,6 +306,7 @@ def system(spec: MachineSpec, world: World, host_key: KeyPair, port: int) -> lis
         Entry(repos.LEGACY_KEYRING if spec.repo.kind == "legacy" else repos.PKGS_KEYRING, b"lab keyring\n"),
         Entry(LAB_DIR, None, 0o755, opaque=True),
         Entry(INIT, INIT_SCRIPT.encode(), 0o755), Entry(SESSION, SESSION_SCRIPT.encode(), 0o755),
+        Entry(state.SESSION_LOG, b"", 0o622),
         Entry(REAL_KUBECTL, b"", 0o644),
     ]
     entries += [Entry(path, wrapper(name, world).encode(), 0o755) for name, (_, _, path) in PROGRAMS.items()]

@@ -17,6 +17,7 @@ PROGRAMS: dict[str, tuple[str, str, str]] = {
     "apt": ("apt", "apt", "/usr/bin/apt"),
     "apt-mark": ("aptmark", "apt_mark", "/usr/bin/apt-mark"),
     "dpkg": ("dpkg", "dpkg", "/usr/bin/dpkg"),
+    "dpkg-query": ("dpkg", "dpkg_query", "/usr/bin/dpkg-query"),
     "systemctl": ("systemctl", "systemctl", "/usr/bin/systemctl"),
     "reboot": ("systemctl", "reboot", "/usr/sbin/reboot"),
     "poweroff": ("systemctl", "poweroff", "/usr/sbin/poweroff"),

@@ -91,3 +91,45 @@ def status(system: System, installed: dict, names: list[str]) -> int:
                    f"Architecture: amd64\nVersion: {entry['version']}\n"
                    f"Description: {entry.get('description') or packaging.description(name)}")
     return code
+
+
+_FIELDS = {"Package": lambda name, entry: name, "binary:Package": lambda name, entry: name,
+           "Version": lambda name, entry: entry["version"], "Architecture": lambda name, entry: "amd64",
+           "Status": lambda name, entry: f"{'hold' if entry.get('held') else 'install'} ok installed",
+           "db:Status-Abbrev": lambda name, entry: "hi " if entry.get("held") else "ii "}
+_DEFAULT_FORMAT = "${binary:Package}\t${Version}\n"
+
+
+def dpkg_query(system: System, args: list[str]) -> int:
+    """`dpkg-query -W [-f=FORMAT] [PACKAGE...]` (`--show`, `--showformat`); -l and -s as dpkg's."""
+    if args and args[0] in ("-l", "--list", "-s", "--status"):
+        return dpkg(system, args)
+    if not args or args[0] not in ("-W", "--show"):
+        system.err("dpkg-query: error: need an action option\n\nUse --help for help about querying packages.")
+        return 2
+    form, names, rest = _DEFAULT_FORMAT, [], args[1:]
+    while rest:
+        word, rest = rest[0], rest[1:]
+        if word.startswith(("-f=", "--showformat=")):
+            form = word.partition("=")[2]
+        elif word in ("-f", "--showformat") and rest:
+            form, rest = rest[0], rest[1:]
+        else:
+            names.append(word)
+    installed = state.packages(system)["packages"]
+    code = 0
+    for pattern in names or ["*"]:
+        found = [n for n in sorted(installed) if fnmatch.fnmatchcase(n, pattern)]
+        if not found:
+            system.err(f"dpkg-query: no packages found matching {pattern}")
+            code = 1
+        for name in found:
+            system.out(_formatted(form, name, installed[name]), end="")
+    return code
+
+
+def _formatted(form: str, name: str, entry: dict) -> str:
+    text = form.replace("\\n", "\n").replace("\\t", "\t")
+    for field, value in _FIELDS.items():
+        text = text.replace("${" + field + "}", value(name, entry))
+    return text

@@ -27,6 +27,9 @@ FAULTS = f"{STATE_DIR}/faults.json"
 # Seconds every SSH command waits before it runs (the lab's command-latency fault); read by
 # the session wrapper, a shell script, hence a plain number rather than JSON.
 SESSION_DELAY = f"{STATE_DIR}/session-delay"
+# One line per SSH command the machine ran (time, user, command): what tests read to know that
+# nothing ran (a refused host key), as an operator would read auth.log.
+SESSION_LOG = "/var/log/kubemaint-lab-sessions.log"
 # Cleared at every boot (/run is a fresh tmpfs): a power request lasts until the lab acts on it.
 RUN_DIR = "/run/kubemaint-lab"
 POWER_REQUEST = f"{RUN_DIR}/power"
