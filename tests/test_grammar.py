@@ -55,6 +55,9 @@ def job_id_of(command: Command) -> str | None:
         # whitespace and case
         ("   CORDON \t  node01  \n", "cordon", "node01", None, "cordon node01"),
         ("Status", "status", None, None, "status"),
+        # "status" and "status NODE" share their first word: the number of values typed decides
+        ("status node01", "status-node", "node01", None, "status node01"),
+        ("STATUS  node01", "status-node", "node01", None, "status node01"),
         ("job J-1A2B3C4D", "job", None, "j-1a2b3c4d", "job j-1a2b3c4d"),
         # node-name edge cases that RFC 1123 allows
         ("cordon a", "cordon", "a", None, "cordon a"),
@@ -89,7 +92,8 @@ def test_accepted_commands(text: str, verb: str, node: str | None, job_id: str |
         ("cordon", "`cordon` needs a NODE", "cordon NODE"),
         ("uncordon", "`uncordon` needs a NODE", "uncordon NODE"),
         ("cordon node01 node02", '`cordon` does not take "node02"', "cordon NODE"),
-        ("status now please", '`status` does not take "now please"', "status"),
+        ("status now please", "type `status` or `status NODE`", "status | status NODE"),
+        ("status Node01", '"Node01" is not a valid node name', "status NODE"),
         ("cordon node01 --force", '`cordon` does not know "--force" (it takes no flags)', "cordon NODE"),
         ("job 1234", '"1234" is not a valid job id: job ids look like j-1a2b3c4d', "job JOB_ID"),
         ("cancel j-1234", '"j-1234" is not a valid job id', "cancel JOB_ID"),

@@ -97,10 +97,18 @@ def _parse_words(words: list[str], operations: Registry) -> Command:
         return _parse_as(candidates[0], rest)
     # Several phrases start with this word: the one whose keywords were typed decides.
     ranked = sorted(candidates, key=lambda op: -_keywords_matched(op, rest))
-    if _keywords_matched(ranked[0], rest) == 0:
-        choices = " or ".join(f"`{_after_first(op.grammar)}`" for op in candidates)
-        raise GrammarError(f"`{first.lower()}` needs {choices}", " | ".join(op.usage for op in candidates))
-    return _parse_as(ranked[0], rest)
+    if _keywords_matched(ranked[0], rest) > 0:
+        return _parse_as(ranked[0], rest)
+    # No keyword decides ("status" / "status NODE"): the number of values typed does.
+    fitting = [op for op in candidates if _arguments_only(op) and len(op.grammar.phrase) - 1 == len(_plain(op, rest))]
+    if len(fitting) == 1:
+        return _parse_as(fitting[0], rest)
+    usage = " | ".join(op.usage for op in candidates)
+    if any(len(op.grammar.phrase) == 1 for op in candidates):
+        choices = " or ".join(f"`{_phrase_text(op.grammar)}`" for op in candidates)
+        raise GrammarError(f"type {choices}", usage)
+    choices = " or ".join(f"`{_after_first(op.grammar)}`" for op in candidates)
+    raise GrammarError(f"`{first.lower()}` needs {choices}", usage)
 
 
 def overall_usage(operations: Registry | None = None) -> str:
@@ -110,6 +118,22 @@ def overall_usage(operations: Registry | None = None) -> str:
 
 def _after_first(words: Words) -> str:
     return " ".join(t.word if isinstance(t, Keyword) else t.kind.placeholder for t in words.phrase[1:])
+
+
+def _phrase_text(words: Words) -> str:
+    return " ".join([words.keywords[0], _after_first(words)]).strip()
+
+
+def _arguments_only(operation: Operation) -> bool:
+    return not any(isinstance(token, Keyword) for token in operation.grammar.phrase[1:])
+
+
+def _plain(operation: Operation, typed: list[str]) -> list[str]:
+    """The words that are not flags or flag values, as this phrase's flags read them."""
+    try:
+        return _parse_flags(operation.grammar, operation.usage, typed)[1]
+    except GrammarError:
+        return [word for word in typed if not word.startswith("--")]
 
 
 def _quotes_refused(words: list[str], operations: Registry) -> GrammarError:
@@ -124,12 +148,10 @@ def _quotes_refused(words: list[str], operations: Registry) -> GrammarError:
 
 def _keywords_matched(operation: Operation, typed: list[str]) -> int:
     """How many of the phrase's keywords after the first were typed in their places."""
-    try:
-        _, plain, _ = _parse_flags(operation.grammar, operation.usage, typed)
-    except GrammarError:  # a flag of this phrase is wrong: still compare the other words
-        plain = [word for word in typed if not word.startswith("--")]
     matched = 0
-    for token, word in zip(operation.grammar.phrase[1:], (word.lower() for word in plain), strict=False):
+    # A wrong flag of this phrase still lets the other words be compared.
+    for token, word in zip(operation.grammar.phrase[1:], (word.lower() for word in _plain(operation, typed)),
+                           strict=False):
         if isinstance(token, Keyword):
             if token.word != word:
                 break
