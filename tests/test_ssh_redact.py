@@ -26,6 +26,8 @@ S = "s3cr3tVALUE9"
     ("join with abcdef.0123456789abcdef now", "join with [redacted] now"),
     (f"Authorization: Bearer {S}", "Authorization: Bearer [redacted]"),
     ("xoxb-1234-5678-abcdefgh", "[redacted]"),
+    (f"deb https://mirror:{S}@apt.example.com/k8s kubernetes-xenial main",
+     "deb https://mirror:[redacted]@apt.example.com/k8s kubernetes-xenial main"),
     (f"-----BEGIN RSA PRIVATE KEY-----\n{S}\n{S}\n-----END RSA PRIVATE KEY-----\nafter",
      "[redacted]\nafter"),
     (f"{S}\n-----END PRIVATE KEY-----\nafter", "[redacted]\nafter"),  # the end of a key, cut by a tail

@@ -59,6 +59,8 @@ _SHAPES = [
     re.compile(r"(?i)(?P<name>" + _WORD_START + "--" + _SECRET_NAME + r")(?P<sep>\s+)(?P<value>[^\s-]\S*)"),
     re.compile(r"(?i)(?P<name>\bbearer)(?P<sep>\s+)(?P<value>[\w.~+/=-]+)"),
     re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b"),  # a kubeadm bootstrap token
+    # Credentials in a URL (an apt source of a private mirror: https://user:password@host/...).
+    re.compile(r"(?P<name>://[^\s/@:]+)(?P<sep>:)(?P<value>[^\s/@]+)(?=@)"),
     re.compile(r"\bxox[abposr]-[\w-]+|\bxapp-[\w-]+"),  # Slack tokens
 ]
 
