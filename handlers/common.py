@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 from bot.cluster.snapshot import ClusterSnapshot, PodInfo
-from bot.contract import Plan
+from bot.contract import NotConfigured, Plan
 
 
 def workload_of(pod: PodInfo) -> str:
     """The workload a person would name: a Deployment rather than its ReplicaSet."""
+    if pod.mirror:
+        return "static pod (kubelet)"
     if pod.owner is None:
         return "no controller"
     if pod.owner.kind == "ReplicaSet":
@@ -35,3 +39,16 @@ def group_pods(pods: list[PodInfo]) -> list[str]:
 def unknown_node(snapshot: ClusterSnapshot, node: str) -> Plan:
     known = ", ".join(sorted(snapshot.nodes)) or "none"
     return Plan((), refusal=f"node {node} not found; the cluster's nodes are: {known}")
+
+
+def node_shell(resources: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The "ssh" resource, or None and why not (no ssh section; an unusable key or known_hosts), for
+    read-only answers that show what they can without the nodes."""
+    from bot.nodes import NodeError  # imported here: paramiko is slow to import, and most answers never need it
+
+    try:
+        return resources["ssh"], None
+    except NotConfigured:
+        return None, "not read: the configuration has no `ssh` section (docs/configuration.md)"
+    except NodeError as error:
+        return None, f"not read: {error}"

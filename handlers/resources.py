@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from bot.contract import Resource
+from bot.contract import NotConfigured, Resource
 
 
 def _kube(settings: Any) -> Any:
@@ -27,8 +27,8 @@ def _ssh(settings: Any) -> Any:
     from bot.nodes import NodeShell
 
     if settings.ssh is None:
-        raise ValueError("ssh: not configured: commands that work on the nodes need the ssh section of the "
-                         "configuration (docs/configuration.md)")
+        raise NotConfigured("ssh: not configured: commands that work on the nodes need the ssh section of the "
+                            "configuration (docs/configuration.md)")
     # The audit's Redis is kubemaint's; its own client, so that a slow audit write never holds another's connection.
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     shell = NodeShell(ssh_config(settings.ssh), audit=functools.partial(audit, redis))

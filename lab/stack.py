@@ -90,6 +90,7 @@ class Stack:
     extra_users: dict[str, str] = field(default_factory=dict)  # user id -> role, added to the workspace
     extra_channels: dict[str, str] = field(default_factory=dict)  # channel id -> name
     operation_modules: tuple[str, ...] = ()  # more operations for the bot and the workers (config key)
+    ssh_settings: dict = field(default_factory=dict)  # over the bot's ssh section (e.g. a short deadline)
     # Run the Slack emulator in a process of its own (benchmarks: so the test clients' load
     # does not delay the emulator's own clock readings).
     slack_process: bool = False
@@ -163,9 +164,23 @@ class Stack:
             },
             "policies": policies,
             "operation_modules": list(self.operation_modules),
+            **self._ssh_config(),
             # The demo's edits come fast so a person sees steps tick; Slack's budget still applies.
             "progress": {"edit_interval_seconds": 1, "updates_per_minute": 45},
         }
+
+    def _ssh_config(self) -> dict:
+        """The bot reaches the lab's machines as an operator's bot reaches nodes: at their InternalIP, with
+        the lab's login key, trusting only the lab's known_hosts."""
+        if not self.lab.with_machines:
+            return {}
+        ports = {machine["port"] for machine in self.lab.machines().values()}
+        if not ports:
+            return {}
+        if len(ports) != 1:  # the bot has one port for every node (ssh.port)
+            raise LabError(f"the lab's machines listen on several ports ({sorted(ports)}); the bot needs one")
+        return {"ssh": {"user": "kubemaint", "port": ports.pop(), "known_hosts": str(self.lab.known_hosts),
+                        "key_file": str(self.lab.ssh_key), **self.ssh_settings}}
 
     def _extra(self, role: str) -> list[str]:
         return [uid for uid, r in self.extra_users.items() if r == role]

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bot.chat.config import ConfigError, Settings, load_settings
-from bot.contract.resources import Resources
+from bot.contract.resources import NotConfigured, Resources
 
 
 def load_or_exit(path: str | None) -> Settings:
@@ -106,7 +106,10 @@ def worker(config_path: str | None, name: str | None, burst: bool) -> int:
     # Building them now (the kube client imports a lot lazily) means the first job starts its first
     # step in milliseconds instead of half a second.
     for needed in settings.operations.needed_resources():
-        resources[needed]
+        try:
+            resources[needed]
+        except NotConfigured as missing:  # the operations that need it say so when asked
+            print(f"kubemaint worker: {missing}", file=sys.stderr)
     freeze_start_up_objects()
     # Jobs run in the worker process itself rather than a fork per job: forking a process that
     # holds the kube client costs tens of milliseconds a job, and a crash of either is the same

@@ -29,6 +29,7 @@ class NodeInfo:
     taints: tuple[Taint, ...]
     pod_capacity: int
     labels: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    address: str | None = None  # the InternalIP: where the bot reaches the node over SSH by default
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def node_from_api(obj: dict) -> NodeInfo:
         ),
         pod_capacity=int((status.get("allocatable") or {}).get("pods", "110")),
         labels=dict(labels),
+        address=next((a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"),
+                     None),
     )
 
 

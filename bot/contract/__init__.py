@@ -16,7 +16,7 @@ from bot.contract.operation import (
     Policy,
     Role,
 )
-from bot.contract.resources import Resource
+from bot.contract.resources import NotConfigured, Resource
 from bot.contract.words import (
     BACKUP_ID,
     COUNT,
@@ -35,6 +35,6 @@ from bot.contract.words import (
 
 __all__ = [
     "BACKUP_ID", "COUNT", "DURATION", "JOB_ID", "NODE", "NODES", "OPERATORS", "READ_ONLY", "ROLES", "SECONDS",
-    "SELECTOR", "VERSION", "Asking", "Ignored", "NoOptions", "Operation", "Plan", "PlanChanged", "Policy", "Resource",
-    "Role", "flag", "ignored",
+    "SELECTOR", "VERSION", "Asking", "Ignored", "NoOptions", "NotConfigured", "Operation", "Plan", "PlanChanged",
+    "Policy", "Resource", "Role", "flag", "ignored",
 ]

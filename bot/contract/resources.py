@@ -16,6 +16,11 @@ from typing import Any
 from bot.engine.actions import SharedResources
 
 
+class NotConfigured(ValueError):
+    """The settings leave this resource out (no `ssh` section): operations that can do without it say
+    what they skipped; the others fail with this message."""
+
+
 @dataclass(frozen=True)
 class Resource:
     name: str

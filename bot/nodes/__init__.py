@@ -8,6 +8,8 @@ audit of every command. Independent of the job engine and of the cluster client.
     credentials.py  the key file (passphrase from the environment) and the agent
     redact.py       Secret arguments; secrets kept out of logs, the audit and errors
     check.py        every node reached once, for `kubemaint check-config --nodes`
+    facts.py        the fixed script of what a node says about itself, and its pure parser
+    survey.py       one node's facts, or one question to many nodes at once under a time cap (status)
     errors.py       NodeError and its kinds
 """
 

@@ -21,7 +21,7 @@ _PARTS = {
     "held": "apt-mark showhold",
     "repo": "cat /etc/apt/sources.list.d/kubernetes.list",
     "pending": "apt-get -s upgrade",
-    "reboot": "cat /var/run/reboot-required.pkgs 2>/dev/null; test -f /var/run/reboot-required && echo REQUIRED",
+    "reboot": "if [ -f /var/run/reboot-required ]; then echo REQUIRED; cat /var/run/reboot-required.pkgs; fi",
 }
 _PKGS_K8S = re.compile(r"pkgs\.k8s\.io/core:/stable:/(v1\.\d+)/deb")
 _LEGACY_REPO = re.compile(r"apt\.kubernetes\.io/?\s+kubernetes-\w+\s+main")
@@ -31,8 +31,10 @@ _KEPT_BACK = "The following packages have been kept back:"
 
 def facts_script() -> list[str]:
     """The argv that prints every part under its marker (errors of one part do not stop the rest)."""
-    script = "; ".join(f"echo '{_MARK}{name}'; {command} 2>&1" for name, command in _PARTS.items())
-    return ["sh", "-c", script]
+    # Each part's errors go with its output (a missing file says so there); the script itself ends well,
+    # so a non-zero exit means the shell could not run it.
+    script = "; ".join(f"echo '{_MARK}{name}'; {{ {command}; }} 2>&1" for name, command in _PARTS.items())
+    return ["sh", "-c", script + "; exit 0"]
 
 
 @dataclass(frozen=True)
