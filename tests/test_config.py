@@ -179,7 +179,7 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
         "policies.drian: unknown command; policies exist for cancel, cordon, drain, help, job, jobs, resume, status, "
-        "uncordon"
+        "status-node, uncordon"
     ]
 
 
