@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.contract import OPERATORS, READ_ONLY, Asking, NoOptions, Operation
-from bot.contract.reports import change_text, job_view, jobs_text, progress_text
+from bot.contract.reports import change_text, job_view, jobs_text, node_commands_text, progress_text
+from bot.domain.text import MAX_MESSAGE_CHARS, clip
 from bot.engine import cancel, get_job, list_jobs, resume
+from bot.engine.node_output import node_outputs
 
 RECENT_JOBS = 15
 
@@ -22,10 +24,13 @@ def answer_jobs(asking: Asking, options: NoOptions) -> str:
 
 
 def answer_job(asking: Asking, options: JobIdOptions) -> str:
-    record = get_job(asking.resources["redis"], options.job_id)
+    redis = asking.resources["redis"]
+    record = get_job(redis, options.job_id)
     if record is None:
         return f"No job {options.job_id}: it does not exist or has expired (see `jobs`)."
-    return progress_text(job_view(record, asking.now))
+    text = progress_text(job_view(record, asking.now))
+    commands = node_outputs(redis, options.job_id)
+    return clip(f"{text}\n{node_commands_text(commands)}", MAX_MESSAGE_CHARS) if commands else text
 
 
 def answer_cancel(asking: Asking, options: JobIdOptions) -> str:

@@ -278,3 +278,21 @@ def test_indented_plan_lines_show_under_their_bullet() -> None:
     assert lines[evict + 2] == "\u2003◦ default: hr-app"
     assert lines[evict + 3] == "• Stay: DaemonSet pods"
     assert "•   default" not in shown
+
+
+def test_job_shows_its_last_node_commands_and_what_they_said() -> None:
+    from bot.contract.reports import node_commands_text
+
+    entries = [{"node": f"node{i:02d}", "command": "apt-mark showhold", "exit_code": 0, "duration_s": 0.2,
+                "stdout_tail": "kubeadm\nkubelet"} for i in range(6)]
+    entries.append({"node": "node09", "command": "sudo -n apt-get install -y kubeadm=1.20.0-00", "exit_code": 100,
+                    "duration_s": 1.25, "stderr_tail": "Reading package lists...\nE: Held packages were changed <x>"})
+    entries.append({"node": "node10", "command": "true", "outcome": "dropped", "duration_s": 3.0})
+    lines = node_commands_text(entries).splitlines()
+    assert lines[0] == "*Node commands* (last 5 of 8):"
+    assert lines[1:3] == ["• node03 `apt-mark showhold` → exit 0 in 0.2s", "    kubelet"]
+    assert lines[-3:] == [
+        "• node09 `sudo -n apt-get install -y kubeadm=1.20.0-00` → exit 100 in 1.2s",
+        "    E: Held packages were changed &lt;x&gt;",
+        "• node10 `true` → dropped in 3.0s",
+    ]

@@ -16,8 +16,11 @@ import pytest
 from redis import Redis
 
 from bot.chat.config import load_settings
+from bot.contract.reports import node_commands_text
+from bot.engine.actions import CheckpointData, StepContext
 from bot.engine.audit import read_audit
-from bot.nodes import CommandDeadline, CommandFailed, JobRef, NodeError, Secret, SshSetupError
+from bot.engine.node_output import keep_node_output, node_outputs
+from bot.nodes import CommandDeadline, CommandFailed, NodeError, Secret, SshSetupError
 from handlers.resources import SSH
 from tests.sshd_support import make_key
 
@@ -61,7 +64,11 @@ ssh:
 """)
     settings = load_settings(config, env={})
     shell = SSH.build(settings)  # as a worker builds its "ssh" resource: audit to Redis
-    job = JobRef("j-planted", "U0ALICE")
+    redis = Redis.from_url(redis_server.url)
+    job = StepContext(job_id="j-planted", requester="U0ALICE", step="run", resources={}, log=None,
+                      checkpoint_data=CheckpointData({}, lambda values: None), cancelled=lambda: False,
+                      progress=lambda detail: None,
+                      node_output=lambda entry: keep_node_output(redis, "j-planted", entry))
     files = node_secrets(tmp_path)
     shown: list[str] = []  # everything people could read
     failures: list[NodeError] = []
@@ -99,6 +106,10 @@ ssh:
     assert len(commands) == 5 and {entry["job"] for entry in commands} == {"j-planted"}
     assert {entry["requester"] for entry in commands} == {"U0ALICE"}
     shown.append(json.dumps(audit))
+    kept = node_outputs(redis, "j-planted")  # what `job ID` shows of the commands
+    assert [entry.get("exit_code") for entry in kept] == [0, 1, 3, 124, 127]  # 124: timeout stopped it
+    assert kept[0]["stdout_tail"].endswith("the last line says nothing secret")
+    shown += [json.dumps(kept), node_commands_text(kept)]
     logs = capfd.readouterr()
     shown += [logs.out, logs.err, caplog.text]
     assert "node.command" in logs.out + logs.err  # the log lines were written, and captured here

@@ -258,3 +258,24 @@ def _final_line(job: JobView) -> str:
         "halted": f"*Halted* after {took}{result}",
     }.get(job.state, f"{job.state} after {took}{result}")
     return clip(summary, limit=MAX_LINE_CHARS * 2)
+
+
+NODE_COMMANDS_SHOWN = 5
+
+
+def node_commands_text(entries: Sequence[dict]) -> str:
+    """The job's last node commands (bot/engine/node_output.py): where, what, how it ended, and the last
+    line each printed (already redacted by bot/nodes)."""
+    shown = entries[-NODE_COMMANDS_SHOWN:]
+    more = f" (last {len(shown)} of {len(entries)})" if len(entries) > len(shown) else ""
+    lines = [f"*Node commands*{more}:"]
+    for entry in shown:
+        code = entry.get("exit_code")
+        ended = entry.get("outcome") if code is None else f"exit {code}"
+        took = f" in {entry['duration_s']:.1f}s" if isinstance(entry.get("duration_s"), int | float) else ""
+        lines.append(clip(f"• {escape(entry.get('node', '?'))} `{escape(entry.get('command', '?'))}` → "
+                          f"{escape(str(ended))}{took}", MAX_LINE_CHARS))
+        said = (entry.get("stderr_tail") or "").strip() or (entry.get("stdout_tail") or "").strip()
+        if said:
+            lines.append(clip(f"    {escape(said.splitlines()[-1])}", MAX_LINE_CHARS))
+    return "\n".join(lines)

@@ -150,7 +150,8 @@ class StepContext:
 
     def __init__(self, *, job_id: str, step: str, resources: Any, log: Any, checkpoint_data: CheckpointData,
                  cancelled: Callable[[], bool], progress: Callable[[str], None],
-                 job_data: CheckpointData | None = None, requester: str | None = None) -> None:
+                 job_data: CheckpointData | None = None, requester: str | None = None,
+                 node_output: Callable[[Mapping[str, Any]], None] | None = None) -> None:
         self.job_id = job_id
         self.requester = requester  # who asked for the job: node commands are audited with it
         self.step = step
@@ -160,6 +161,7 @@ class StepContext:
         self.job_data = job_data if job_data is not None else CheckpointData({}, lambda values: None)
         self._cancelled = cancelled
         self._progress = progress
+        self._node_output = node_output
 
     def cancelled(self) -> bool:
         """True once the job should stop at the next safe point (cancel requested, or this run lost its job)."""
@@ -169,6 +171,11 @@ class StepContext:
         """A safe point: raise JobCancelled if the job should stop."""
         if self._cancelled():
             raise JobCancelled()
+
+    def keep_output(self, entry: Mapping[str, Any]) -> None:
+        """Keep what a node command printed with the job (bot/nodes calls this for every command a step runs)."""
+        if self._node_output is not None:
+            self._node_output(entry)
 
     def progress(self, detail: str) -> None:
         """Report progress of a long step (an event on the stream; the bot throttles what it shows)."""

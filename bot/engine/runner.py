@@ -48,6 +48,7 @@ from bot.engine.actions import (
 from bot.engine.audit import audit
 from bot.engine.ending import Ending, EndKind
 from bot.engine.model import JOB_DATA
+from bot.engine.node_output import keep_node_output
 from bot.engine.store import (
     EVENTS_MAXLEN,
     EVENTS_STREAM,
@@ -350,6 +351,7 @@ class StepRunner:
                 ctx = StepContext(job_id=self.job_id, requester=spec.requester, step=step.name, resources=resources,
                                   log=self.log.bind(step=step.name), checkpoint_data=data, job_data=job_data,
                                   cancelled=self._stop_requested,
+                                  node_output=lambda entry: keep_node_output(self.redis, self.job_id, entry),
                                   progress=lambda detail, rec=step_record: self._progress(rec, detail))
                 detail = invoke(fn, ctx, step.args)
             except LostJob:

@@ -124,6 +124,7 @@ class NodeShell:
         record: dict[str, Any] = {"job": getattr(job, "job_id", None), "requester": getattr(job, "requester", None),
                                   "node": node, "address": None, "command": command}
         started = time.monotonic()
+        result: CommandResult | None = None
         try:
             record["address"] = target = self.address_of(node, address)
             channel = self.connection(node, target).open_session(timeout=self.config.connect_timeout_seconds)
@@ -142,6 +143,7 @@ class NodeShell:
             record["outcome"] = "ok" if result.ok else f"exit {result.exit_code}"
             return result
         except NodeError as error:
+            result = getattr(error, "result", None)
             record["outcome"] = _outcome(error)
             record.setdefault("duration_s", round(time.monotonic() - started, 3))
             record["error"] = str(error)
@@ -152,6 +154,7 @@ class NodeShell:
             raise
         finally:
             self._record(record)
+            self._keep(job, record, result)
 
     def address_of(self, node: str, address: str | None) -> str:
         """Where `node` is reached: ssh.addresses[node] if set, else the address the caller passed."""
@@ -257,6 +260,21 @@ class NodeShell:
                                     "for this command on the node.", result)
         raise CommandFailed(node, f"{node}: `{command}` exited with {result.exit_code}: "
                                   f"{last_lines(result.stderr_tail) or 'no error output'}", result)
+
+    def _keep(self, job: JobContext | None, record: dict[str, Any], result: CommandResult | None) -> None:
+        """The command's redacted output tails, kept with its job (a step's context keeps them; a JobRef does not)."""
+        keep = getattr(job, "keep_output", None)
+        if not callable(keep):
+            return
+        entry = {key: record[key] for key in ("node", "command", "exit_code", "duration_s", "outcome", "error")
+                 if record.get(key) is not None}
+        entry["at"] = time.time()
+        if result is not None:
+            entry.update(stdout_tail=result.stdout_tail, stderr_tail=result.stderr_tail)
+        try:
+            keep(entry)
+        except Exception as error:  # the command's outcome must still reach its caller
+            log.error("node.output_not_kept", node=record["node"], reason=type(error).__name__)
 
     def _record(self, record: dict[str, Any]) -> None:
         fields = {key: value for key, value in record.items() if value is not None}
