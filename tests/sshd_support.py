@@ -119,7 +119,7 @@ class PrivateSshd:
             f"ListenAddress {self.address}:{self.port}\n"
             f"HostKey {self.host_key}\n"
             f"AuthorizedKeysFile {self.workdir}/authorized_keys_%u\n"
-            "UsePAM no\nPidFile none\n"
+            "UsePAM no\nPidFile none\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
             # The key files live under /tmp, which StrictModes would reject as world-writable.
             "StrictModes no\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"

@@ -6,6 +6,7 @@ audit of every command. Independent of the job engine and of the cluster client.
     connection.py   one connection per node (or through the jump host), reused, opened again after a drop
     host_keys.py    known_hosts, RejectPolicy, and what a refusal says
     credentials.py  the key file (passphrase from the environment) and the agent
+    transfer.py     files to and from a node over SFTP, hashed on the way, no partial file left
     redact.py       Secret arguments; secrets kept out of logs, the audit and errors
     check.py        every node reached once, for `kubemaint check-config --nodes`
     facts.py        the fixed script of what a node says about itself, and its pure parser
@@ -27,6 +28,7 @@ from bot.nodes.errors import (
     SessionDropped,
     SshSetupError,
     SudoRefused,
+    TransferFailed,
     UnknownHostKey,
     Unreachable,
 )
@@ -36,5 +38,6 @@ from bot.nodes.shell import JobRef, NodeShell
 __all__ = [
     "AuthFailed", "BadCommand", "ChangedHostKey", "CommandDeadline", "CommandError", "CommandFailed",
     "CommandResult", "JobRef", "JumpHost", "NoAddress", "NodeError", "NodeShell", "OutputTooLarge", "Secret",
-    "SessionDropped", "SshConfig", "SshSetupError", "SudoRefused", "UnknownHostKey", "Unreachable",
+    "SessionDropped", "SshConfig", "SshSetupError", "SudoRefused", "TransferFailed", "UnknownHostKey",
+    "Unreachable",
 ]

@@ -125,6 +125,13 @@ class Connection:
         """A channel for one command."""
         return self._channel(lambda transport: transport.open_session(timeout=timeout), "open a session")
 
+    def open_sftp(self, timeout: float) -> paramiko.SFTPClient:
+        """An SFTP session (OpenSSH's sftp-server subsystem) on this connection, for copying files."""
+        channel = self._channel(lambda transport: transport.open_session(timeout=timeout), "open an SFTP session")
+        channel.settimeout(timeout)
+        channel.invoke_subsystem("sftp")
+        return paramiko.SFTPClient(channel)
+
     def open_forward(self, address: str, port: int, timeout: float) -> paramiko.Channel:
         """A TCP connection from this (jump) host to `address:port`, as a channel."""
         return self._channel(lambda transport: transport.open_channel("direct-tcpip", (address, port),

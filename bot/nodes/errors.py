@@ -99,3 +99,9 @@ class SessionDropped(CommandError):
 
 class OutputTooLarge(CommandError):
     """The command printed more than the layer keeps; it was stopped."""
+
+
+class TransferFailed(NodeError):
+    """A file copy to or from the node failed or ran past its deadline; a partial copy was removed."""
+
+    stage = "transfer"

@@ -16,11 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import paramiko
 import structlog
 
+from bot.nodes import transfer
 from bot.nodes.command import (
     CONFIRM_STOP_SECONDS,
     KILL_AFTER_SECONDS,
@@ -50,10 +52,12 @@ from bot.nodes.errors import (
     OutputTooLarge,
     SessionDropped,
     SudoRefused,
+    TransferFailed,
     Unreachable,
 )
 from bot.nodes.host_keys import load_known_hosts
 from bot.nodes.redact import Redactor, Secret
+from bot.nodes.transfer import Copied
 
 AuditSink = Callable[..., Any]  # audit(event, **fields), e.g. bot.engine.audit.audit with its Redis bound
 AUDIT_EVENT = "node.command"
@@ -155,6 +159,60 @@ class NodeShell:
         finally:
             self._record(record)
             self._keep(job, record, result)
+
+    def fetch(self, node: str, remote: str, local: Path, *, address: str | None = None,
+              deadline: float | None = None, job: JobContext | None = None) -> Copied:
+        """Copy the node's file `remote` to `local` over SFTP (as ssh.user: the file must be readable by it).
+        Returns its size and sha256; raises TransferFailed (nothing is left at `local`) or a NodeError."""
+        return self._transfer("get", node, remote, local, address, deadline, job)
+
+    def send(self, node: str, local: Path, remote: str, *, address: str | None = None,
+             deadline: float | None = None, job: JobContext | None = None) -> Copied:
+        """Copy `local` to the node's `remote` over SFTP (mode 0600, owned by ssh.user)."""
+        return self._transfer("put", node, remote, local, address, deadline, job)
+
+    def _transfer(self, direction: str, node: str, remote: str, local: Path, address: str | None,
+                  deadline: float | None, job: JobContext | None) -> Copied:
+        seconds = check_deadline(self.config.command_deadline_seconds if deadline is None else deadline)
+        if not isinstance(node, str) or not NODE_NAME.fullmatch(node):
+            raise BadCommand(f"{node!r} is not a node name")
+        if not remote.startswith("/") or any(c in remote for c in "\n\r\0"):
+            raise BadCommand(f"{remote!r} is not an absolute path on the node")
+        command = f"sftp {direction} {remote}" + (f" -> {local}" if direction == "get" else f" <- {local}")
+        record: dict[str, Any] = {"job": getattr(job, "job_id", None), "requester": getattr(job, "requester", None),
+                                  "node": node, "address": None, "command": command}
+        started = time.monotonic()
+        try:
+            record["address"] = target = self.address_of(node, address)
+            sftp = self.connection(node, target).open_sftp(timeout=self.config.connect_timeout_seconds)
+            try:
+                copied = (transfer.fetch(sftp, remote, local, seconds) if direction == "get"
+                          else transfer.send(sftp, local, remote, seconds))
+            finally:
+                sftp.close()
+            record.update(outcome="ok", bytes=copied.size, sha256=copied.sha256)
+            return copied
+        except transfer.TransferTimeout as late:
+            record["outcome"] = "deadline"
+            raise TransferFailed(node, f"{node}: `{command}` {late}; the partial copy was removed.") from None
+        except CONNECTION_ERRORS as error:
+            if isinstance(error, OSError) and error.errno is not None and not isinstance(error, ConnectionError):
+                # The node's SFTP server refused (no such file, permission denied), or our disk did.
+                record["outcome"] = "failed"
+                raise TransferFailed(node, f"{node}: `{command}` failed: {error.strerror or error}. Nothing was "
+                                           "copied.") from None
+            record["outcome"] = "dropped"
+            raise TransferFailed(node, f"{node} ({record['address']}): the connection dropped during `{command}`: "
+                                       f"{self.redact(str(error) or type(error).__name__)}; the partial copy was "
+                                       "removed.") from None
+        except NodeError as error:
+            record["outcome"] = _outcome(error)
+            record["error"] = str(error)
+            raise
+        finally:
+            record["duration_s"] = round(time.monotonic() - started, 3)
+            self._record(record)
+            self._keep(job, record, None)
 
     def address_of(self, node: str, address: str | None) -> str:
         """Where `node` is reached: ssh.addresses[node] if set, else the address the caller passed."""
