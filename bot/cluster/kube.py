@@ -90,6 +90,11 @@ def read_snapshot(kube: Kube, *, budgets: bool = True, node: str | None = None) 
     return snapshot_from_api(nodes, pods, pdbs, daemonsets)
 
 
+def read_nodes(kube: Kube) -> ClusterSnapshot:
+    """The nodes alone (no pods): what an operation that picks a node by role needs."""
+    return snapshot_from_api(list_all(kube.core.list_node), [])
+
+
 @retrying
 def read_node(kube: Kube, name: str) -> dict:
     return raw(kube.core.read_node(name, _preload_content=False))
