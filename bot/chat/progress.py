@@ -44,6 +44,13 @@ def remember_message(redis: Redis, job_id: str, channel: str, ts: str) -> None:
     redis.expire(_message_key(job_id), MESSAGE_TTL)
 
 
+def quiet_job(redis: Redis, job_id: str, channel: str) -> None:
+    """Mark a job that has no progress message and gets none: a scheduled backup, whose channel hears only
+    of a failure (bot/chat/schedule.py). Without the mark the publisher would wait a minute for a message."""
+    redis.hset(_message_key(job_id), mapping={"channel": channel, "quiet": "1"})
+    redis.expire(_message_key(job_id), MESSAGE_TTL)
+
+
 def _message_of(redis: Redis, job_id: str) -> dict[str, str]:
     return decode_hash(redis.hgetall(_message_key(job_id)))
 
@@ -165,6 +172,8 @@ class ProgressPublisher:
         if record is None:
             return  # expired, or Redis lost it: `watch` tells the thread
         message = _message_of(self.redis, job_id)
+        if message.get("quiet"):
+            return
         followed = self.followed.get(job_id)
         if not message.get("ts"):
             if followed is not None:  # Redis lost the message's record, not us
