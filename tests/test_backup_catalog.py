@@ -146,3 +146,12 @@ def test_backups_from_another_store_are_left_alone_and_not_restored_from_here(r:
     assert (tmp_path / "old-store" / "prod" / "etcd" / f"{moved}.db").exists()
     with pytest.raises(BackupStoreError, match="outside the configured backup store"):
         new.fetch(moved, tmp_path / "restored.db")
+
+
+def test_a_minute_with_every_id_taken_says_so_instead_of_spinning(r: Redis):
+    catalog = Catalog(r)
+    ids = {catalog.reserve_id(T0) for _ in range(256)}
+    assert len(ids) == 256
+    with pytest.raises(RuntimeError, match="no free backup id left for this minute"):
+        catalog.reserve_id(T0)
+    assert catalog.reserve_id(T0 + 60) not in ids  # the next minute has its own

@@ -17,7 +17,7 @@ from bot.chat.schedule import SCHEDULER_USER, Scheduler, last_claimed_slot, star
 from bot.chat.throttle import EditThrottle
 from bot.contract.registry import operations
 from bot.domain.schedule import due_slot
-from bot.engine import Timings, get_job, list_jobs
+from bot.engine import Timings, get_job, list_jobs, resume
 from bot.engine.audit import read_audit
 from bot.engine.runner import StepRunner
 
@@ -58,11 +58,18 @@ def test_slots_are_in_utc_and_aliases_work():
 class Chat:
     def __init__(self) -> None:
         self.posts: list[tuple[str, str]] = []
+        self.refs: list[str | None] = []
+        self.updates: list[tuple[str, str, str]] = []
         self.lock = threading.Lock()
+
+    def update(self, channel: str, ts: str, text: str, *, blocks=None) -> bool:
+        self.updates.append((channel, ts, text))
+        return True
 
     def post(self, channel: str, text: str, *, thread_ts: str | None = None, blocks=None, ref=None) -> str:
         with self.lock:
             self.posts.append((channel, text))
+            self.refs.append(ref)
             return f"m-{len(self.posts)}"
 
 
@@ -198,6 +205,25 @@ def test_a_failed_scheduled_backup_is_posted_to_the_channel_once(r: Redis, chat:
     assert channel == "C0OPS"
     assert text.startswith("⚠️ The scheduled `backup etcd` of 2026-12-01 06:00 UTC failed.")
     assert "etcdctl: context deadline exceeded" in text and f"Next: `resume {job_id}`" in text
+
+
+def test_resuming_a_failed_scheduled_backup_shows_its_progress_in_the_failure_post(r: Redis, chat: Chat,
+                                                                                   clock: Clock):
+    bot = scheduler(r, chat, clock)
+    r.set("toy-backup:fail", "etcdctl: context deadline exceeded")
+    clock.now = utc("2026-12-01 06:00")
+    job_id = bot.tick()
+    run(r, job_id)
+    bot.tick()
+    r.delete("toy-backup:fail")  # the operator fixed what broke it
+    assert resume(r, job_id, by="U0ALICE").kind == "resumed"
+    assert run(r, job_id) == "succeeded"
+    publisher = ProgressPublisher(r, chat, EditThrottle(per_job_interval=0, per_minute=1000), wall_clock=clock)
+    publisher.start()
+    publisher.dirty[job_id] = 0.0
+    publisher.flush()
+    [(channel, ts, text)] = chat.updates
+    assert (channel, ts) == ("C0OPS", chat.refs[0]) and f"Job `{job_id}` · `backup etcd` · succeeded" in text
 
 
 def test_a_scheduled_backup_that_succeeds_is_quiet(r: Redis, chat: Chat, clock: Clock):

@@ -26,6 +26,7 @@ from bot.domain.ids import is_backup_id, new_backup_id
 KINDS = ("etcd", "resources")
 INDEX = "kubemaint:backups"
 ID_RESERVATION_TTL = 7 * 24 * 3600  # ids start with the minute they were made: after a week none can recur
+ID_DRAWS = 2000  # a minute holds 256 ids; this many random draws miss a free one only when (nearly) none is left
 
 
 class UnknownBackup(LookupError):
@@ -112,11 +113,13 @@ class Catalog:
 
     def reserve_id(self, now: float) -> str:
         """A fresh backup id, taken atomically: two backups in the same minute never share one."""
-        while True:
+        for _ in range(ID_DRAWS):
             backup_id = new_backup_id(now)
             if self.redis.set(_reservation_key(backup_id), "1", nx=True, ex=ID_RESERVATION_TTL) and \
                     not self.redis.exists(_entry_key(backup_id)):
                 return backup_id
+        raise RuntimeError(f"no free backup id left for this minute after {ID_DRAWS} draws (256 per minute): "
+                           "try again in a minute")
 
     def add(self, entry: Entry) -> None:
         """Record `entry` (again: the same id replaces itself, so a re-run step can add twice)."""

@@ -28,8 +28,10 @@ from bot.backups.store import (
     check_key,
 )
 
-MULTIPART_THRESHOLD = 64 * 1024 * 1024
-MULTIPART_CHUNK = 16 * 1024 * 1024
+# boto3's defaults. A hashing reader cannot seek, so the transfer manager buffers the parts it sends at once
+# (ten): small parts keep that under 100 MB; 10,000 parts of 8 MiB still allow 80 GB, ten times etcd's limit.
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+MULTIPART_CHUNK = 8 * 1024 * 1024
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:

@@ -41,6 +41,7 @@ def _message_key(job_id: str) -> str:
 
 def remember_message(redis: Redis, job_id: str, channel: str, ts: str) -> None:
     redis.hset(_message_key(job_id), mapping={"channel": channel, "ts": ts})
+    redis.hdel(_message_key(job_id), "quiet")  # a quiet job given a message (a failed scheduled one) is shown again
     redis.expire(_message_key(job_id), MESSAGE_TTL)
 
 

@@ -28,7 +28,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from bot.chat.grammar import GrammarError, parse
-from bot.chat.progress import quiet_job
+from bot.chat.outbox import new_ref
+from bot.chat.progress import quiet_job, remember_message
 from bot.contract.registry import Registry
 from bot.contract.reports import job_view, scheduled_failure_text, scheduled_not_started_text
 from bot.domain.schedule import due_slot
@@ -157,7 +158,11 @@ class Scheduler:
             if not self.redis.hdel(_watched_key(self.name), job_id):
                 continue  # another process took it
             if record is not None and record.state in (JobState.FAILED, JobState.HALTED):
-                self.chat.post(self.channel, scheduled_failure_text(job_view(record, now), float(raw_slot)))
+                # The post becomes the job's message: someone who types `resume` sees it turn into the
+                # checklist of the resumed run, edited in place like any job's.
+                ref = new_ref()
+                remember_message(self.redis, job_id, self.channel, ref)
+                self.chat.post(self.channel, scheduled_failure_text(job_view(record, now), float(raw_slot)), ref=ref)
                 audit(self.redis, "schedule.failure_reported", job=job_id, channel=self.channel)
                 posted.append(job_id)
         return posted
