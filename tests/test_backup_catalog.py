@@ -115,8 +115,9 @@ def test_retention_keeps_the_newest_of_each_kind_and_cluster_and_deletes_the_fil
                                                                                   clock: Clock):
     prod = backups_in(r, tmp_path / "store", clock, keep_last=3)
     staging = backups_in(r, tmp_path / "store", clock, cluster="staging", keep_last=3)
-    other = [save_etcd(staging, tmp_path, clock, b"staging"), staging.save(
-        snapshot(tmp_path, b"objects"), kind="resources", requester="U0ALICE").id]
+    other = [save_etcd(staging, tmp_path, clock, b"staging")]
+    clock.now += 60
+    other.append(staging.save(snapshot(tmp_path, b"objects"), kind="resources", requester="U0ALICE").id)
     ids = [save_etcd(prod, tmp_path, clock, f"snapshot {n}".encode()) for n in range(5)]
 
     listed = [e.id for e in prod.page(1, size=50).entries]
