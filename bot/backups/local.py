@@ -10,9 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from bot.backups.store import BackupMissing, BackupStoreError, ChecksumMismatch, Location, check_key, copy_hashing
+
+T = TypeVar("T")
 
 
 class LocalStore:
@@ -77,7 +81,8 @@ class LocalStore:
                                    f"{error.strerror or error}") from error
 
 
-def _write_atomically(target: Path, write, keep=lambda result: True):
+def _write_atomically(target: Path, write: Callable[[BinaryIO], T], keep: Callable[[T], bool] = lambda result: True
+                      ) -> T:
     """Run `write(file)` on a temporary file beside `target` and rename it over `target` if `keep(result)`;
     the temporary file is removed otherwise, or if anything fails."""
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
