@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from bot.contract import NotConfigured, Resource
@@ -51,6 +52,51 @@ def ssh_config(ssh: Any) -> Any:
     )
 
 
+def _backups(settings: Any) -> Any:
+    from redis import Redis
+
+    from bot.backups import Backups, Catalog, LocalStore, S3Store
+
+    section = settings.backups
+    store_settings = section.store
+    if store_settings.type == "s3":
+        store = S3Store(store_settings.bucket, store_settings.prefix or "", endpoint_url=store_settings.endpoint_url,
+                        region=store_settings.region)
+    else:
+        store = LocalStore(store_settings.directory)
+    # The catalog lives in kubemaint's Redis, beside the jobs that make and read the backups.
+    return Backups(store, Catalog(Redis.from_url(settings.redis_url)), backup_cluster(settings), section.keep_last)
+
+
+def backup_cluster(settings: Any) -> str:
+    """The name backups are filed under: `backups.cluster`, else the kubeconfig context's name (the one the
+    settings name, else the kubeconfig's current context), made safe for a folder name; "in-cluster" when
+    the bot runs with its service account and no kubeconfig."""
+    if settings.backups.cluster:
+        return settings.backups.cluster
+    context = settings.context or _current_context(settings.kubeconfig)
+    if not context:
+        return "in-cluster"
+    # "kubernetes-admin@kubernetes", "arn:aws:eks:...:cluster/prod": keep what a folder name may hold.
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", context).strip("-._")[:63]
+    return safe or "default"
+
+
+def _current_context(kubeconfig: Any) -> str | None:
+    import yaml
+
+    if kubeconfig is None:
+        return None
+    try:
+        data = yaml.safe_load(kubeconfig.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None  # the kube resource reports an unreadable kubeconfig; backups just get a plainer name
+    current = data.get("current-context") if isinstance(data, dict) else None
+    return current if isinstance(current, str) else None
+
+
 KUBE = Resource("kube", _kube, "the cluster's API (kubeconfig and context from the settings, or in-cluster)")
 REDIS = Resource("redis", _redis, "kubemaint's Redis: jobs, approvals and the audit trail")
 SSH = Resource("ssh", _ssh, "the nodes over SSH (bot/nodes): strict host keys, every command audited")
+BACKUPS = Resource("backups", _backups, "backup files in the configured store (backups.store) and their catalog "
+                                        "in kubemaint's Redis, with retention (backups.keep_last)")

@@ -100,6 +100,23 @@ def test_bad_command_gets_usage_and_no_side_effect(stack, chat):
     assert chat.jobs() == [] or all(j.spec.command_text != "uncordon node99" for j in chat.jobs())
 
 
+def test_backups_lists_the_catalog_for_any_role(stack, chat):
+    from bot.backups import Catalog, Entry
+
+    catalog = Catalog(chat.redis)
+    for old in catalog.page(1, 100).entries:  # the stack lives for the module: start from an empty catalog
+        catalog.remove(old)
+    assert chat.ask("backups", user=VICTOR).reply["text"].startswith("No backups yet.")
+    catalog.add(Entry(id="b-0a1b2c3d", kind="etcd", cluster="lab", created_at=time.time() - 7200, requester="U0ALICE",
+                      key="lab/etcd/b-0a1b2c3d.db", location="file:///backups/lab/etcd/b-0a1b2c3d.db", size=2_400_000,
+                      sha256="0" * 64, node="controlplane", etcd_version="3.5.12", revision=4711, keys=321))
+    listing = chat.ask("backups", user=VICTOR).reply["text"]
+    assert "(page 1 of 1, 1 in all)" in listing
+    assert [line.split() for line in listing.splitlines() if line.startswith("b-")] == \
+           [["b-0a1b2c3d", "etcd", "2h", "4711", "321", "2.29", "MiB", "controlplane", "U0ALICE"]]
+    catalog.remove(catalog.require("b-0a1b2c3d"))
+
+
 def test_cancelled_job_never_runs(stack, chat):
     paused = stack.worker_procs[:]
     for proc in paused:

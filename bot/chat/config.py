@@ -42,6 +42,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from bot.contract.operation import FALLBACK_POLICY, Policy
 from bot.contract.registry import Registry, operations
 from bot.contract.words import check_node_name
+from bot.domain.schedule import ScheduleError, check_cron
 
 ENV_PREFIX = "KUBEMAINT_"
 ENV_NESTED_DELIMITER = "__"
@@ -244,6 +245,125 @@ class SshSettings(_Section):
         return name
 
 
+DEFAULT_BACKUP_DIRECTORY = Path("/var/lib/kubemaint/backups")
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+# S3's rules for new buckets: 3-63 lowercase letters, digits, "." and "-", starting and ending with a letter or digit.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+|[a-z0-9-]{1,40}")
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,31}")
+
+
+def _cron(value: str) -> str:
+    try:
+        return check_cron(value)
+    except ScheduleError as error:
+        raise PydanticCustomError("cron", "{reason}", {"reason": str(error)}) from None
+
+
+def _channel_id(value: str) -> str:
+    if not _CHANNEL_ID.fullmatch(value):
+        raise PydanticCustomError("channel_id", '"{value}" is not a Slack channel id (C… or G…; the channel\'s details '
+                                                "show it)", {"value": value[:40]})
+    return value
+
+
+def _cluster_name(value: str) -> str:
+    if not _CLUSTER_NAME.fullmatch(value):
+        raise PydanticCustomError("cluster", 'must be up to 63 letters, digits, ".", "_" and "-", starting with a '
+                                             "letter or digit (it names the backups' folder in the store)")
+    return value
+
+
+class BackupStoreSettings(_Section):
+    """Where backup files go: a local directory (`type: local`, the default) or an S3 bucket (`type: s3`), on AWS
+    or on an S3-compatible server (`endpoint_url`). S3 credentials come from the standard AWS environment
+    variables, profile or role, never from this file. Each type refuses the other's keys."""
+
+    type: Literal["local", "s3"] = "local"  # declared first: the checks below read it
+    directory: Path | None = Field(default=None, validate_default=True)
+    bucket: str | None = Field(default=None, validate_default=True)
+    prefix: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @field_validator("directory")
+    @classmethod
+    def _directory_for_local(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        kind = info.data.get("type")
+        if kind == "s3":
+            if path is not None:
+                raise PydanticCustomError("store_type", "only for backups.store.type local")
+            return None
+        return (path or DEFAULT_BACKUP_DIRECTORY).expanduser()
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_for_s3(cls, bucket: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("type")
+        if kind == "local" and bucket is not None:
+            raise PydanticCustomError("store_type", "only for backups.store.type s3")
+        if kind == "s3" and bucket is None:
+            raise PydanticCustomError("required", "required when backups.store.type is s3")
+        if bucket is not None and not _BUCKET.fullmatch(bucket):
+            raise PydanticCustomError("bucket", '"{value}" is not an S3 bucket name (3-63 lowercase letters, digits, '
+                                                '"." and "-")', {"value": bucket[:70]})
+        return bucket
+
+    @field_validator("prefix", "endpoint_url", "region")
+    @classmethod
+    def _only_for_s3(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("type") == "local":
+            raise PydanticCustomError("store_type", "only for backups.store.type s3")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, prefix: str | None) -> str | None:
+        if prefix is None:
+            return None
+        stripped = prefix.strip("/")
+        if stripped and not all(_PREFIX_SEGMENT.fullmatch(part) for part in stripped.split("/")):
+            raise PydanticCustomError("prefix", 'must be folder names of letters, digits, ".", "_" and "-" separated '
+                                                'by "/", like kubemaint/prod')
+        return stripped
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_a_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.fullmatch(r"https?://[^/\s]+/?", url):
+            raise PydanticCustomError("url", "must be an http:// or https:// URL of the server, without a path "
+                                             "(the bucket is backups.store.bucket)")
+        return url.rstrip("/") if url else url
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, region: str | None) -> str | None:
+        if region is not None and not _REGION.fullmatch(region):
+            raise PydanticCustomError("region", '"{value}" is not a region name like eu-west-1', {"value": region[:40]})
+        return region
+
+
+class BackupSettings(_Section):
+    """Backups (etcd snapshots, resource tarballs): where they go, how many to keep, and an optional schedule."""
+
+    store: BackupStoreSettings = BackupStoreSettings()
+    keep_last: int = Field(default=14, ge=1, le=10_000)  # per cluster and kind; older files and entries are deleted
+    # A cron expression in UTC ("0 */6 * * *"): `backup etcd` runs as a job in each slot, once across every bot process.
+    schedule: Annotated[str, AfterValidator(_cron)] | None = None
+    schedule_channel: Annotated[str, AfterValidator(_channel_id)] | None = Field(default=None, validate_default=True)
+    # The name the backups are filed under; default: the kubeconfig context's name.
+    cluster: Annotated[str, AfterValidator(_cluster_name)] | None = None
+
+    @field_validator("schedule_channel")
+    @classmethod
+    def _somewhere_to_say_a_scheduled_backup_failed(cls, channel: str | None, info: ValidationInfo) -> str | None:
+        if channel is None and info.data.get("schedule"):
+            raise PydanticCustomError("required", "required when backups.schedule is set (the channel a failed "
+                                                  "scheduled backup is posted to)")
+        return channel
+
+
 def _minor_number(value: Any) -> Any:
     # People write the release line the way Kubernetes does ("v1.33"); we store the minor.
     if isinstance(value, str):
@@ -282,6 +402,7 @@ class Settings(BaseSettings):
     # Processes that plan and answer commands, apart from the one that acks Slack (bot/chat/handling.py).
     handler_processes: int = Field(default=2, ge=1, le=16)
     ssh: SshSettings | None = None  # none: operations that need the nodes are refused at their first command
+    backups: BackupSettings = BackupSettings()
 
     @field_validator("policies", mode="before")
     @classmethod

@@ -5,9 +5,10 @@ process that talks to Slack, a burst of twenty commands held acks back for a few
 milliseconds (Slack re-sends what is not acked within 3 s). So `kubemaint serve` only acks and
 forwards each request, a small picklable `Request`, to `handler_processes` child processes that
 each run requests in their own thread pool. One more child, the background process, sends
-everything the handlers queue to Slack (the outbox), publishes job progress and expires
-approval requests. A child that dies is started again; the requests a handler was working on
-are lost, as they would be if the whole bot had crashed.
+everything the handlers queue to Slack (the outbox), publishes job progress, expires
+approval requests and runs the backup schedule (bot/chat/schedule.py). A child that dies is
+started again; the requests a handler was working on are lost, as they would be if the whole bot
+had crashed.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def group_ids(settings: Settings) -> list[str]:
 
 def start_background(service: Kubemaint, redis: Redis, settings: Settings, slack: Any,
                      stop: threading.Event) -> list[threading.Thread]:
-    """In the first handler process: the outbox's sender (the one place that posts to Slack), and
-    the progress publisher (with approval expiry)."""
+    """In the background process: the outbox's sender (the one place that posts to Slack), the progress
+    publisher (with approval expiry) and, if configured, the backup schedule."""
     from bot.chat.outbox import OutboxSender
     from bot.chat.progress import ProgressPublisher
+    from bot.chat.schedule import start_scheduler
     from bot.chat.throttle import EditThrottle
 
     throttle = EditThrottle(per_job_interval=settings.progress.edit_interval_seconds,
@@ -77,7 +79,9 @@ def start_background(service: Kubemaint, redis: Redis, settings: Settings, slack
     ]
     for thread in threads:
         thread.start()
-    return threads
+    # Every bot process runs the schedule; a claim in Redis decides which one submits each slot's job.
+    scheduler = start_scheduler(settings, redis, service.resources, service.chat, stop)
+    return threads if scheduler is None else [*threads, scheduler]
 
 
 def handle(service: Kubemaint, request: Request) -> None:

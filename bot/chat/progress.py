@@ -41,6 +41,14 @@ def _message_key(job_id: str) -> str:
 
 def remember_message(redis: Redis, job_id: str, channel: str, ts: str) -> None:
     redis.hset(_message_key(job_id), mapping={"channel": channel, "ts": ts})
+    redis.hdel(_message_key(job_id), "quiet")  # a quiet job given a message (a failed scheduled one) is shown again
+    redis.expire(_message_key(job_id), MESSAGE_TTL)
+
+
+def quiet_job(redis: Redis, job_id: str, channel: str) -> None:
+    """Mark a job that has no progress message and gets none: a scheduled backup, whose channel hears only
+    of a failure (bot/chat/schedule.py). Without the mark the publisher would wait a minute for a message."""
+    redis.hset(_message_key(job_id), mapping={"channel": channel, "quiet": "1"})
     redis.expire(_message_key(job_id), MESSAGE_TTL)
 
 
@@ -165,6 +173,8 @@ class ProgressPublisher:
         if record is None:
             return  # expired, or Redis lost it: `watch` tells the thread
         message = _message_of(self.redis, job_id)
+        if message.get("quiet"):
+            return
         followed = self.followed.get(job_id)
         if not message.get("ts"):
             if followed is not None:  # Redis lost the message's record, not us

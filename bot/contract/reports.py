@@ -279,3 +279,21 @@ def node_commands_text(entries: Sequence[dict]) -> str:
         if said:
             lines.append(clip(f"    {escape(said.splitlines()[-1])}", MAX_LINE_CHARS))
     return "\n".join(lines)
+
+
+def slot_text(slot: float) -> str:
+    """A schedule's slot as people read it: `2026-12-01 06:00 UTC`."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(slot))
+
+
+def scheduled_failure_text(job: JobView, slot: float) -> str:
+    """Posted to the schedule's channel when a scheduled job fails or halts: its checklist says what was done
+    and the next line how to resume it."""
+    return f"⚠️ The scheduled `{escape(job.command_text)}` of {slot_text(slot)} failed.\n" + progress_text(job)
+
+
+def scheduled_not_started_text(command_text: str, slot: float, reason: str) -> str:
+    """Posted to the schedule's channel when a scheduled command could not even be queued."""
+    return (f"⚠️ The scheduled `{escape(command_text)}` of {slot_text(slot)} did not start: "
+            f"{clip(escape(reason), MAX_LINE_CHARS)}. It runs again at the next slot; to run it now, type "
+            f"`{escape(command_text)}`.")

@@ -65,3 +65,29 @@ def duration(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60}m {whole % 60:02d}s"
     return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
+def age(seconds: float) -> str:
+    """How long ago, coarsely, as a list of backups shows it: `40s`, `12m`, `5h 20m`, `3d 4h`, `45d`."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    if whole < 86400:
+        hours, minutes = divmod(whole // 60, 60)
+        return f"{hours}h {minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(whole // 3600, 24)
+    return f"{days}d {hours}h" if hours and days < 10 else f"{days}d"
+
+
+def size(count: int) -> str:
+    """Bytes in binary units, three significant digits: `512 B`, `1.5 KiB`, `23.4 MiB`, `1.07 GiB`."""
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if value < 1023.5 or unit == "PiB":  # 1023.9 KiB reads better as 1 MiB
+            break
+    return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
