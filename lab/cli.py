@@ -15,8 +15,12 @@ from pathlib import Path
 from aiohttp import web
 
 from lab import certs, kubeconfig, scenario
+from lab.listener import Listener
 from lab.machines.namespace import MachineError
 from lab.server import Lab, build_app
+
+# The control plane's etcd starts in about a second; a loaded machine may take much longer.
+API_START_TIMEOUT = 60.0
 
 
 def _time_scale(text: str) -> float:
@@ -61,18 +65,25 @@ async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
         context.load_cert_chain(serving.cert_file, serving.key_file)
         runner = web.AppRunner(build_app(lab), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=context, backlog=1024)
-        await site.start()
-        bound = runner.addresses[0][1]
-        lab.server_address = f"127.0.0.1:{bound}"
-        server = f"https://127.0.0.1:{bound}"
+        listener = Listener(runner, context, port)
+        lab.server_address = f"127.0.0.1:{listener.port}"
+        server = f"https://127.0.0.1:{listener.port}"
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            if lab.etcd_machine is not None:
+                lab.serve_from_etcd(listener)  # the port opens when the control plane runs kube-apiserver
+            else:
+                await listener.open()
             if lab.fleet is not None:
                 await start_machines(lab, Path(state), server, serving, kubeconfig_path)
+            if lab.apiserver is not None:
+                started = time.monotonic()
+                await lab.apiserver.wait_loaded(0, API_START_TIMEOUT)
+                print(f"lab: kube-apiserver up from etcd at {lab.etcd_machine.address}:2379 in "
+                      f"{time.monotonic() - started:.1f}s", flush=True)
             kubeconfig.write_atomically(kubeconfig_path, kubeconfig.render(server, serving.ca_pem, lab.token))
             print(f"lab: scenario {lab.scenario.name} serving at {server}", flush=True)
             print(f"lab: export KUBECONFIG={kubeconfig_path}  (then: kubectl get nodes)", flush=True)
@@ -80,9 +91,12 @@ async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 kubeconfig_path.unlink()  # it would point at a server that is gone
+            if lab.apiserver is not None:
+                await lab.apiserver.stop()
             if lab.fleet is not None:
                 await lab.fleet.stop()
             lab.cluster.stop()
+            await listener.release()
             await runner.cleanup()
 
 

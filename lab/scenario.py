@@ -30,6 +30,9 @@ class Scenario:
     seed: int = 0
     # Defaults for the nodes' machines (lab/machines/spec.py); `false`: no node is a machine.
     machines: dict | bool | None = None
+    # Where the API keeps its objects: "etcd" (the control-plane machine's), "memory", or None:
+    # etcd when the control plane is a machine (lab/server.py).
+    store: str | None = None
 
 
 def available() -> list[str]:
@@ -58,6 +61,9 @@ def from_dict(data: dict, default_name: str = "custom") -> Scenario:
     nodes = data.get("nodes") or []
     if not nodes:
         raise ScenarioError("a scenario needs at least one node under 'nodes'")
+    store = data.get("store")
+    if store not in (None, "etcd", "memory"):
+        raise ScenarioError(f"store must be etcd or memory, got {store!r}")
     return Scenario(
         name=data.get("name", default_name),
         version=version,
@@ -66,6 +72,7 @@ def from_dict(data: dict, default_name: str = "custom") -> Scenario:
         faults=data.get("faults") or {},
         seed=int(data.get("seed", 0)),
         machines=data.get("machines"),
+        store=store,
     )
 
 
@@ -94,8 +101,9 @@ def generate_large(spec: str) -> Scenario:
     objects = []
     for index in range(0, total, 100):
         objects.append(deployment(f"app-{index // 100:04d}", min(100, total - index)))
+    # In memory: these measure the API and the machines' start-up, which etcd would only slow.
     return Scenario(name=f"large-{node_count}-{pods_per_node}", version="v1.19.0",
-                    nodes=nodes, objects=objects, machines={} if machine_count else False)
+                    nodes=nodes, objects=objects, machines={} if machine_count else False, store="memory")
 
 
 def deployment(name: str, replicas: int, namespace: str = "default", image: str = "nginx") -> dict:
