@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import ssl
 import sys
@@ -43,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="the bot in the lab with a terminal chat client (see python -m lab demo -h)")
     up = sub.add_parser("up", help="serve a simulated Kubernetes API until interrupted")
     up.add_argument("--scenario", required=True,
-                    help=f"a scenario name, a YAML file or large:NODES:PODS_PER_NODE[:MACHINES] "
+                    help=f"a scenario name, a YAML file or large:NODES:PODS_PER_NODE[:MACHINES][:etcd] "
                          f"(known: {', '.join(scenario.available())})")
     up.add_argument("--kubeconfig", required=True, type=Path,
                     help="where to write the kubeconfig; it appears once the API is ready")
@@ -116,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo(argv[1:])
     args = parser().parse_args(argv)
+    # The API's comings and goings (etcd reloads, the static pod starting and stopping) belong in the
+    # lab's log; everything else only when it goes wrong.
+    logging.basicConfig(level=logging.WARNING, format="lab: %(name)s: %(message)s")
+    for name in ("lab.apiserver", "lab.etcd"):
+        logging.getLogger(name).setLevel(logging.INFO)
     with contextlib.suppress(FileNotFoundError):
         args.kubeconfig.unlink()  # a stale file would look like a ready lab
 

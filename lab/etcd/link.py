@@ -73,5 +73,7 @@ class EtcdLink:
                     store.apply_events(events)
             except EtcdError as exc:
                 log.info("etcd watch ended: %s", exc)
+            except Exception:  # whatever it was, a fresh load is the way back
+                log.exception("following etcd failed; loading again")
             self._disconnect()
             await asyncio.sleep(RETRY_SECONDS)

@@ -95,7 +95,11 @@ class EtcdStore(Store):
 
     def apply_events(self, events: Iterable[Event]) -> None:
         for event in events:
-            self._apply(event.kv, event.deleted)
+            try:
+                self._apply(event.kv, event.deleted)
+            except Exception:  # an object the lab cannot handle must not stop the watch
+                log.exception("etcd key %s at revision %d: the API could not apply it", event.kv.key,
+                              event.kv.mod_revision)
 
     def _apply(self, kv: KeyValue, deleted: bool) -> None:
         where = keys.parse(kv.key)
