@@ -78,13 +78,13 @@ async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
                 lab.serve_from_etcd(listener)  # the port opens when the control plane runs kube-apiserver
             else:
                 await listener.open()
+            booting = time.monotonic()
             if lab.fleet is not None:
                 await start_machines(lab, Path(state), server, serving, kubeconfig_path)
             if lab.apiserver is not None:
-                started = time.monotonic()
                 await lab.apiserver.wait_loaded(0, API_START_TIMEOUT)
-                print(f"lab: kube-apiserver up from etcd at {lab.etcd_machine.address}:2379 in "
-                      f"{time.monotonic() - started:.1f}s", flush=True)
+                print(f"lab: kube-apiserver up from etcd at {lab.etcd_machine.address}:2379, "
+                      f"{time.monotonic() - booting:.1f}s after the machines began to boot", flush=True)
             kubeconfig.write_atomically(kubeconfig_path, kubeconfig.render(server, serving.ca_pem, lab.token))
             print(f"lab: scenario {lab.scenario.name} serving at {server}", flush=True)
             print(f"lab: export KUBECONFIG={kubeconfig_path}  (then: kubectl get nodes)", flush=True)

@@ -283,7 +283,8 @@ def kubernetes(spec: MachineSpec, world: World) -> list[Entry]:
                      f'{manifests.registry(spec.version)}/pause:3.2"\n'.encode()),
                Entry("/etc/systemd/system/kubelet.service.d", None, 0o755, opaque=True),
                Entry("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", KUBEADM_DROP_IN.encode()),
-               Entry("/usr/lib/systemd/system/kubelet.service", KUBELET_UNIT.encode())]
+               Entry("/usr/lib/systemd/system/kubelet.service", KUBELET_UNIT.encode()),
+               Entry("/var/log/pods", None, 0o755)]  # the kubelet's pod logs (lab/machines/pods.py)
     if spec.control_plane:
         files = pki.control_plane_files(world.cluster, spec.name, spec.address)
         for name in ("admin", "controller-manager", "scheduler"):
