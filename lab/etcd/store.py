@@ -19,7 +19,7 @@ from lab import errors
 from lab.etcd import keys
 from lab.etcd.client import EtcdClient, EtcdError, EtcdUnavailable, Event, KeyValue
 from lab.resources import BY_NAME
-from lab.store import Store, key_of
+from lab.store import Gone, Store, WatchEvent, key_of
 
 log = logging.getLogger("lab.etcd")
 
@@ -37,6 +37,7 @@ class EtcdStore(Store):
         self.client = client
         self.connected = client is not None  # the link says when the watch breaks
         self._revisions: dict[str, int] = {}  # etcd key -> the newest revision applied, deletions too
+        self.loaded_at = 0
 
     @classmethod
     def offline(cls) -> EtcdStore:
@@ -51,7 +52,16 @@ class EtcdStore(Store):
         for kv in kvs:
             store._apply(kv, deleted=False)
         store.rv = max(store.rv, revision)
+        store.loaded_at = revision
         return store
+
+    def events_since(self, resource: str, rv: int) -> list[WatchEvent]:
+        """As a kube-apiserver that has just started: its watch cache begins at the revision it
+        loaded, so a watch from before then (or from before a restore rewound etcd) is 410 Gone
+        and the client lists again."""
+        if rv < self.loaded_at or rv > self.rv:
+            raise Gone(f"too old resource version: {rv} ({self.loaded_at})")
+        return super().events_since(resource, rv)
 
     # -- writes ---------------------------------------------------------------------------------
 
