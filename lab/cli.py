@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -20,6 +21,7 @@ from lab.listener import Listener
 from lab.machines.namespace import MachineError
 from lab.server import Lab, build_app
 
+ADMIN_URL_FILE = "admin_url"  # beside the kubeconfig: where the admin API answers (lab/testing.py reads it)
 # The control plane's etcd starts in about a second; a loaded machine may take much longer.
 API_START_TIMEOUT = 60.0
 
@@ -68,6 +70,11 @@ async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
         await runner.setup()
         listener = Listener(runner, context, port)
         lab.server_address = f"127.0.0.1:{listener.port}"
+        # The admin API (/_lab/ only) on a port of its own: it answers while kube-apiserver is down.
+        admin = Listener(runner, context)
+        await admin.open()
+        lab.admin_port = admin.port
+        admin_url_file = kubeconfig_path.parent / ADMIN_URL_FILE
         server = f"https://127.0.0.1:{listener.port}"
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -85,19 +92,22 @@ async def serve(lab: Lab, kubeconfig_path: Path, port: int) -> None:
                 await lab.apiserver.wait_loaded(0, API_START_TIMEOUT)
                 print(f"lab: kube-apiserver up from etcd at {lab.etcd_machine.address}:2379, "
                       f"{time.monotonic() - booting:.1f}s after the machines began to boot", flush=True)
+            write_text_atomically(admin_url_file, f"https://127.0.0.1:{admin.port}\n")
             kubeconfig.write_atomically(kubeconfig_path, kubeconfig.render(server, serving.ca_pem, lab.token))
             print(f"lab: scenario {lab.scenario.name} serving at {server}", flush=True)
             print(f"lab: export KUBECONFIG={kubeconfig_path}  (then: kubectl get nodes)", flush=True)
             await stop.wait()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                kubeconfig_path.unlink()  # it would point at a server that is gone
+            for stale in (kubeconfig_path, admin_url_file):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()  # it would point at a server that is gone
             if lab.apiserver is not None:
                 await lab.apiserver.stop()
             if lab.fleet is not None:
                 await lab.fleet.stop()
             lab.cluster.stop()
             await listener.release()
+            await admin.release()
             await runner.cleanup()
 
 
@@ -108,6 +118,12 @@ async def start_machines(lab: Lab, state: Path, server: str, serving: certs.Serv
     files = lab.fleet.write_ssh_files(kubeconfig_path, lab.scenario.name)
     print(f"lab: {len(lab.fleet.machines)} machines up in {time.monotonic() - started:.1f}s "
           f"(ssh -F {files.config} NODE)", flush=True)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

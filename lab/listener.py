@@ -50,7 +50,9 @@ class Listener:
         await site.stop()  # closes the listening socket
         server = self._runner.server
         for handler in list(server.connections if server is not None else []):
-            handler.force_close()
+            transport = handler.transport
+            if transport is not None and (transport.get_extra_info("sockname") or ("", 0))[1] == self.port:
+                handler.force_close()  # only this port's: the admin port shares the application
         self._socket = _reserve(self.port)
 
     async def release(self) -> None:

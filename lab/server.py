@@ -60,6 +60,7 @@ class Lab:
         self.faults = Faults()
         self.counter = RequestCounter()
         self.server_address = "127.0.0.1:0"
+        self.admin_port = 0  # the admin API's own port (lab/cli.py), 0: only on the API's
         self.scenario = scn = scenario.load(scenario_spec)
         self.fleet: Fleet | None = None
         try:
@@ -305,6 +306,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     lab: Lab = request.app["lab"]
+    if lab.admin_port and not request.path.startswith("/_lab/") and _local_port(request) == lab.admin_port:
+        raise errors.path_not_found()  # the admin port serves the admin API only
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
@@ -313,6 +316,11 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     elif request.path not in PUBLIC_PATHS:
         raise errors.unauthorized()
     return await handler(request)
+
+
+def _local_port(request: web.Request) -> int:
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return sockname[1] if sockname else 0
 
 
 @web.middleware
