@@ -47,14 +47,19 @@ class EtcdLink:
             if self.store.client is not None:
                 self.store.client.close()
 
+    def _connect(self, client: EtcdClient) -> EtcdStore:
+        if self._prepare is not None:
+            self._prepare(client)
+        return EtcdStore.load(client)
+
     async def _run(self) -> None:
         reported = ""
         while True:
             try:
                 client = EtcdClient(self._endpoint())
-                if self._prepare is not None:
-                    self._prepare(client)
-                store = EtcdStore.load(client)
+                # In a thread: an etcd that is starting accepts connections but may answer only
+                # seconds later (leader election), and the lab's event loop must not wait for it.
+                store = await asyncio.to_thread(self._connect, client)
             except (EtcdError, OSError, ssl.SSLError) as exc:
                 if str(exc) != reported:  # once per cause while etcd is away, not ten times a second
                     log.info("waiting for etcd: %s", exc)
