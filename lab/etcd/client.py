@@ -139,6 +139,10 @@ class EtcdClient:
             revision = int(data["header"]["revision"])
         return revision
 
+    def compact(self, revision: int) -> None:
+        """Drop the history before `revision`: a watch or read from earlier is answered "compacted"."""
+        self._call("/v3/kv/compaction", {"revision": str(revision)})
+
     # -- watch ----------------------------------------------------------------------------------
 
     async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:

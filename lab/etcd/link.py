@@ -17,6 +17,9 @@ from lab.etcd.store import EtcdStore
 
 log = logging.getLogger("lab.etcd")
 RETRY_SECONDS = 0.1  # etcd starts in about a second; the API follows within this
+# kube-apiserver's --etcd-compaction-interval: each time, etcd's history is compacted to the
+# revision noted the time before, so etcd keeps about this much of it.
+COMPACTION_SECONDS = 300.0
 
 
 class EtcdLink:
@@ -28,18 +31,37 @@ class EtcdLink:
         self._loaded = loaded
         self._prepare = prepare
         self._task: asyncio.Task | None = None
+        self._compacting: asyncio.Task | None = None
         self.store: EtcdStore | None = None
         self.loads = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        self._compacting = asyncio.create_task(self._compact())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._compacting):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._compacting = None
         self._disconnect()
+
+    async def _compact(self) -> None:
+        noted = 0
+        while True:
+            await asyncio.sleep(COMPACTION_SECONDS)
+            store = self.store
+            if store is None or store.client is None or not store.connected:
+                noted = 0
+                continue
+            try:
+                if noted:
+                    await asyncio.to_thread(store.client.compact, noted)
+                noted = await asyncio.to_thread(store.client.revision)
+            except EtcdError as exc:  # e.g. a restore rewound etcd below the noted revision
+                log.info("etcd compaction: %s", exc)
+                noted = 0
 
     def _disconnect(self) -> None:
         if self.store is not None:
