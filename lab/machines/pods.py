@@ -114,8 +114,8 @@ class PodRunner:
     def check(self) -> None:
         """Restart a container that died (after the back-off), as restartPolicy: Always does."""
         root = self._root()
-        if root is None:
-            return
+        if root is None or (self._converging is not None and not self._converging.done()):
+            return  # a container being stopped on purpose has not died
         for name in list(self.running):
             if not self._alive(root, name):
                 log.warning("%s: static pod %s exited; the kubelet restarts it", self.node, name)
