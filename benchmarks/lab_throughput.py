@@ -7,7 +7,9 @@ Three measurements in one run, all against labs on 127.0.0.1 started by this scr
    by 1 and by 16 clients;
 3. start-up of a `large:2000:10` lab (launch to kubeconfig), then the real
    `kubectl get nodes` against it with a fresh cache directory, and the eviction round trip
-   once more on that 20,000-pod lab (1 client) to show how its cost grows with the cluster.
+   once more on that 20,000-pod lab (1 client) to show how its cost grows with the cluster;
+4. (as root) 1. and 2. again on `large:200:10:1:etcd`, whose objects are in the control-plane
+   machine's etcd: what each write's etcd transaction costs.
 
 Each client is an aiohttp session with exactly one keep-alive connection, verifying TLS with
 the lab's CA from the kubeconfig. Every loop is bounded by a count and by a deadline.
@@ -58,13 +60,14 @@ class Profile:
     phase_seconds: float  # the deadline of one measured phase
     max_list_requests: int  # per phase, across all clients
     max_evictions: int  # per phase, across all clients
+    etcd_scenario: str = ""  # the list scenario with its objects in the control plane's etcd
     startup_target: float = 30.0
 
 
 FULL = Profile("large:200:10", "large:2000:10", phase_seconds=5.0, max_list_requests=20000,
-               max_evictions=1500)
+               max_evictions=1500, etcd_scenario="large:200:10:1:etcd")
 QUICK = Profile("large:50:10", "large:500:10", phase_seconds=1.5, max_list_requests=2000,
-                max_evictions=400)
+                max_evictions=400, etcd_scenario="large:50:10:1:etcd")
 
 
 @dataclass
@@ -515,6 +518,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_startup:
             print(f"- start-up of {profile.startup_scenario} and kubectl get nodes", flush=True)
             results += bench_startup(profile)
+        if os.geteuid() == 0:  # the control plane's etcd runs on a machine, which needs root
+            print(f"- list and eviction on {profile.etcd_scenario}", flush=True)
+            results += asyncio.run(api_benchmarks(dataclasses.replace(profile, list_scenario=profile.etcd_scenario),
+                                                  time_scale=0.01))
+        else:
+            print(f"- skipped {profile.etcd_scenario}: its machine needs root", flush=True)
     except LabDied as exc:
         print(f"benchmark aborted: {exc}", file=sys.stderr)
         return 2

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import ipaddress
+import logging
 import random
 from collections.abc import Callable
 from datetime import timedelta
 
+from lab import errors
 from lab import objects as o
 from lab.disruption import pdb_status
 from lab.selectors import pdb_selects
@@ -31,6 +33,9 @@ DAEMONSET_TOLERATIONS = [
     {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
 ]
 WORKLOADS = ("deployments", "replicasets", "statefulsets", "daemonsets")
+# After a write failed (the API's etcd away, or changed behind the cache): start over this much later.
+RETRY_SECONDS = 0.5
+log = logging.getLogger("lab.cluster")
 
 
 def tolerates(tolerations: list[dict], taint: dict) -> bool:
@@ -128,7 +133,43 @@ class Cluster:
 
     def _run_pass(self) -> None:
         self._scheduled_pass = None
-        self.reconcile()
+        try:
+            self.reconcile()
+        except errors.ApiError as exc:
+            self._retry_later(exc)
+
+    def _retry_later(self, exc: errors.ApiError) -> None:
+        """A controller's write failed: the changes it was handling are lost, so look at
+        everything again a little later, as controllers resync."""
+        log.info("controllers: a write failed (%s); resyncing in %.1fs", exc, RETRY_SECONDS)
+        if ("resync",) not in self._timers:
+            handle = asyncio.get_running_loop().call_later(RETRY_SECONDS, self._resync_timer)
+            self._timers[("resync",)] = handle
+
+    def _resync_timer(self) -> None:
+        self._timers.pop(("resync",), None)
+        self.resync()
+
+    def resync(self) -> None:
+        """Take the store as it is (a cache just loaded from etcd, or after failed writes): count
+        every node's pods again, finish deletions in progress, reconcile every owner."""
+        self.node_load.clear()
+        self.pending.clear()
+        self._fitting_nodes.clear()
+        for pod in self.store.table("pods").objects.values():
+            self._count_load(pod, +1)
+            meta = pod["metadata"]
+            if not pod["spec"].get("nodeName") and not meta.get("deletionTimestamp"):
+                self.pending.add(key_of(pod))
+            key = ("delete", meta["namespace"], meta["name"], meta["uid"])
+            if meta.get("deletionTimestamp") and key not in self._timers:
+                self._later(key, meta.get("deletionGracePeriodSeconds", 0), self._finish_delete,
+                            meta["namespace"], meta["name"], meta["uid"])
+        for resource in WORKLOADS:
+            self.dirty_owners.update(w["metadata"]["uid"] for w in self.store.table(resource).objects.values())
+        self.dirty_namespaces.update(n["metadata"]["name"] for n in self.store.table("namespaces").objects.values())
+        self.nodes_changed = True
+        self.kick()
 
     def reconcile(self) -> None:
         for _ in range(20):  # converges in a few rounds; bounded so a bug cannot spin
@@ -497,7 +538,10 @@ class Cluster:
 
         def fire() -> None:
             self._timers.pop(key, None)
-            callback(*args)
+            try:
+                callback(*args)
+            except errors.ApiError as exc:
+                self._retry_later(exc)
 
         self._timers[key] = loop.call_later(seconds * self.time_scale, fire)
 

@@ -131,3 +131,12 @@ def too_many_requests(message: str, retry_after: int, causes: list[dict] | None 
 def path_not_found() -> ApiError:
     return ApiError(status(404, "NotFound", "the server could not find the requested resource",
                            {}))
+
+
+class StorageUnavailable(ApiError):
+    """The API's etcd did not answer (stopped, restarting): nothing was written."""
+
+
+def storage_unavailable(detail: str) -> StorageUnavailable:
+    return StorageUnavailable(status(500, "InternalError", f"Internal error occurred: {detail}",
+                                     {"causes": [{"message": detail}]}))

@@ -30,10 +30,13 @@ class Scenario:
     seed: int = 0
     # Defaults for the nodes' machines (lab/machines/spec.py); `false`: no node is a machine.
     machines: dict | bool | None = None
+    # Where the API keeps its objects: "etcd" (the control-plane machine's), "memory", or None:
+    # etcd when the control plane is a machine (lab/server.py).
+    store: str | None = None
 
 
 def available() -> list[str]:
-    return [*sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")), "large:NODES:PODS_PER_NODE[:MACHINES]"]
+    return [*sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")), "large:NODES:PODS_PER_NODE[:MACHINES][:etcd]"]
 
 
 def load(spec: str) -> Scenario:
@@ -58,6 +61,9 @@ def from_dict(data: dict, default_name: str = "custom") -> Scenario:
     nodes = data.get("nodes") or []
     if not nodes:
         raise ScenarioError("a scenario needs at least one node under 'nodes'")
+    store = data.get("store")
+    if store not in (None, "etcd", "memory"):
+        raise ScenarioError(f"store must be etcd or memory, got {store!r}")
     return Scenario(
         name=data.get("name", default_name),
         version=version,
@@ -66,23 +72,31 @@ def from_dict(data: dict, default_name: str = "custom") -> Scenario:
         faults=data.get("faults") or {},
         seed=int(data.get("seed", 0)),
         machines=data.get("machines"),
+        store=store,
     )
 
 
 def generate_large(spec: str) -> Scenario:
-    """`large:NODES:PODS_PER_NODE[:MACHINES]`: the control plane and the first MACHINES-1 workers
-    are machines (none by default, so the throughput benchmarks measure the API alone)."""
+    """`large:NODES:PODS_PER_NODE[:MACHINES][:etcd]`: the control plane and the first MACHINES-1
+    workers are machines (none by default, so the throughput benchmarks measure the API alone);
+    the objects stay in memory unless `etcd` asks for the control plane's etcd (MACHINES >= 1)."""
+    parts = spec.split(":")
+    store = "memory"  # these measure the API and the machines' start-up, which etcd would only slow
+    if parts[-1] == "etcd":
+        store, parts = "etcd", parts[:-1]
     try:
-        _, nodes_text, pods_text, *machines_text = spec.split(":")
+        _, nodes_text, pods_text, *machines_text = parts
         node_count, pods_per_node = int(nodes_text), int(pods_text)
         machine_count = int(machines_text[0]) if machines_text else 0
         if len(machines_text) > 1:
             raise ValueError(spec)
     except ValueError as exc:
-        raise ScenarioError(f"expected large:NODES:PODS_PER_NODE[:MACHINES], got {spec!r}") from exc
+        raise ScenarioError(f"expected large:NODES:PODS_PER_NODE[:MACHINES][:etcd], got {spec!r}") from exc
     if node_count < 1 or pods_per_node < 0 or not 0 <= machine_count <= node_count:
         raise ScenarioError("large:NODES:PODS_PER_NODE[:MACHINES] needs NODES >= 1, PODS_PER_NODE >= 0 and "
                             "0 <= MACHINES <= NODES")
+    if store == "etcd" and machine_count < 1:
+        raise ScenarioError("large:...:etcd needs MACHINES >= 1: the control plane's machine runs the etcd")
     nodes = [{"name": "controlplane", "controlPlane": True, "tainted": True}]
     nodes += [{"name": f"node{i:04d}", "pods": max(110, pods_per_node + 10)}
               for i in range(1, node_count)]
@@ -95,7 +109,7 @@ def generate_large(spec: str) -> Scenario:
     for index in range(0, total, 100):
         objects.append(deployment(f"app-{index // 100:04d}", min(100, total - index)))
     return Scenario(name=f"large-{node_count}-{pods_per_node}", version="v1.19.0",
-                    nodes=nodes, objects=objects, machines={} if machine_count else False)
+                    nodes=nodes, objects=objects, machines={} if machine_count else False, store=store)
 
 
 def deployment(name: str, replicas: int, namespace: str = "default", image: str = "nginx") -> dict:

@@ -7,6 +7,9 @@ import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import orjson
@@ -15,20 +18,39 @@ from aiohttp import web
 from lab import errors, resources, scenario, tables
 from lab import objects as o
 from lab.api import Api, Target
+from lab.apiserver import ApiServerPod
 from lab.cluster import Cluster
+from lab.etcd.store import EtcdStore, write_all
 from lab.faults import Faults, RequestCounter
 from lab.machines import spec as machine_spec
 from lab.machines.fleet import Fleet
 from lab.patch import check_patch_type
 from lab.store import Gone, Store, WatchEvent
 
+if TYPE_CHECKING:
+    from lab.etcd.client import EtcdClient
+    from lab.listener import Listener
+    from lab.machines.spec import MachineSpec
+
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 JSON = "application/json"
+RELOAD_TIMEOUT = 60.0  # a reset of an etcd-backed lab: the control plane rebuilt, etcd started, objects written
+
+
+@dataclass
+class World:
+    store: Store
+    cluster: Cluster
+    api: Api
 
 
 class Lab:
     """One simulated cluster: its store, controllers, faults and counters, and its machines
-    (`machines=True`; they start when the lab serves, lab/cli.py)."""
+    (`machines=True`; they start when the lab serves, lab/cli.py).
+
+    With a control-plane machine the objects are in that machine's etcd (`self.apiserver`,
+    lab/apiserver.py); otherwise, and for scenarios with `store: memory`, in memory only.
+    """
 
     def __init__(self, scenario_spec: str, *, time_scale: float = 1.0, token: str | None = None,
                  machines: bool = False):
@@ -38,6 +60,7 @@ class Lab:
         self.faults = Faults()
         self.counter = RequestCounter()
         self.server_address = "127.0.0.1:0"
+        self.admin_port = 0  # the admin API's own port (lab/cli.py), 0: only on the API's
         self.scenario = scn = scenario.load(scenario_spec)
         self.fleet: Fleet | None = None
         try:
@@ -52,54 +75,132 @@ class Lab:
         self.store: Store
         self.cluster: Cluster
         self.api: Api
-        self.reset()
+        self.etcd_machine = self._etcd_machine()
+        if self.fleet is not None:
+            self.fleet.run_containers = self.etcd_machine is not None
+        self.apiserver: ApiServerPod | None = None  # made when the lab serves (lab/cli.py)
+        self._scenario_pending = True  # etcd gets the scenario's objects at the API's first load
+        if self.etcd_machine is None:
+            self.reset()
+        else:
+            self.faults.configure(scn.faults)
+            self.faults.rng.seed(scn.seed)
+            self.install(self._world_over(EtcdStore.offline()))
 
-    def reset(self) -> None:
-        """Rebuild the cluster from the scenario (also what POST /_lab/reset does)."""
+    def _etcd_machine(self) -> MachineSpec | None:
+        """The control-plane machine whose etcd holds the objects; None: they stay in memory."""
+        wanted = self.scenario.store
+        candidates = [] if self.fleet is None else [
+            s for s in self.fleet.specs if s.control_plane and s.kubelet_running]
+        if wanted == "memory":
+            return None
+        if wanted == "etcd" and not candidates:
+            raise scenario.ScenarioError("store: etcd needs a control-plane node that is a machine with its "
+                                         "kubelet running (its etcd holds the objects)")
+        return candidates[0] if candidates else None
+
+    def _world_over(self, store: Store) -> World:
+        cluster = Cluster(store, time_scale=self.time_scale, seed=self.scenario.seed)
+        return World(store, cluster, Api(store, cluster))
+
+    def install(self, world: World) -> None:
+        """Serve `world` from now on, its controllers instead of the old ones (as
+        kube-controller-manager starts over when the API comes back). Open watch streams end."""
         if getattr(self, "cluster", None) is not None:
             self.cluster.stop()
-        for table in getattr(self, "store", Store()).tables.values():
-            for watcher in table.watchers:
-                watcher.queue.put_nowait(None)  # ends open watch streams
-        self.store = Store()
-        self.cluster = Cluster(self.store, time_scale=self.time_scale, seed=self.scenario.seed)
-        self.api = Api(self.store, self.cluster)
+        if getattr(self, "store", None) is not None:
+            self.store.end_watches()
+        self.store, self.cluster, self.api = world.store, world.cluster, world.api
+
+    async def _loaded_from_etcd(self, store: EtcdStore) -> None:
+        self.install(self._world_over(store))
+        self.cluster.resync()
+        if self.fleet is not None:
+            await self.fleet.reannounce()  # nodes and mirror pods as the machines are now
+
+    def _write_scenario(self, client: EtcdClient) -> None:
+        """Before a load: the scenario's objects into etcd, at the first start and after a reset."""
+        if not self._scenario_pending:
+            return
+        staging = self._build_world()
+        staging.cluster.stop()
+        write_all(client, staging.store)
+        self._scenario_pending = False
+
+    def serve_from_etcd(self, listener: Listener) -> ApiServerPod:
+        """The API as the etcd machine's kube-apiserver static pod; it starts when that machine's
+        kubelet finds the manifest (static_pods_seen)."""
+        machine = self.etcd_machine
+        assert machine is not None and self.fleet is not None
+
+        def root() -> Path | None:
+            running = self.fleet.machine(machine.name)
+            return running.running.root if running is not None and running.running is not None else None
+
+        self.apiserver = ApiServerPod(listener, machine.address, root, self._loaded_from_etcd,
+                                      lambda: self.install(self._world_over(EtcdStore.offline())),
+                                      self._write_scenario)
+        return self.apiserver
+
+    def static_pods_seen(self, machine: str, manifests: dict[str, dict], root: Path | None) -> None:
+        if self.apiserver is not None and self.etcd_machine is not None and machine == self.etcd_machine.name:
+            self.apiserver.seen(manifests if root is not None else {})
+
+    def reset(self) -> None:
+        """Rebuild the cluster from the scenario in memory (also what POST /_lab/reset does)."""
+        self.install(self._build_world())
         self.faults.configure(self.scenario.faults)
         self.faults.rng.seed(self.scenario.seed)
-        self._populate()
 
-    def _populate(self) -> None:
+    def _build_world(self) -> World:
+        """The scenario's objects, reconciled, in a store of their own."""
+        world = self._world_over(Store())
+        self._populate(world)
+        return world
+
+    def _populate(self, world: World) -> None:
         scn = self.scenario
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
-            self.store.put("namespaces", o.namespace(name))
+            world.store.put("namespaces", o.namespace(name))
         node_info = {} if self.fleet is None else {
             s.name: {"osImage": s.image.pretty_name, "kernelVersion": s.kernel} for s in self.fleet.specs}
         for node in scenario.build_nodes(scn, self.addresses, node_info):
-            self.store.put("nodes", node)
+            world.store.put("nodes", node)
             spec = next(n for n in scn.nodes if n["name"] == node["metadata"]["name"])
             if spec.get("controlPlane"):
                 for pod in scenario.static_pods(node, spec.get("version", scn.version)):
-                    self.store.put("pods", pod)
+                    world.store.put("pods", pod)
         for manifest in scn.objects:
             kind = manifest.get("kind")
             resource = resources.BY_KIND.get(kind)
             if resource is None:
                 raise scenario.ScenarioError(f"scenario object of unknown kind {kind!r}")
             namespace = (manifest.get("metadata") or {}).get("namespace", "default")
-            if resource.namespaced and self.store.get("namespaces", "", namespace) is None:
-                self.store.put("namespaces", o.namespace(namespace))
+            if resource.namespaced and world.store.get("namespaces", "", namespace) is None:
+                world.store.put("namespaces", o.namespace(namespace))
             target = Target(resource, namespace if resource.namespaced else None)
             try:
-                self.api.create(target, manifest, dry_run=False)
+                world.api.create(target, manifest, dry_run=False)
             except errors.ApiError as exc:
                 raise scenario.ScenarioError(f"scenario object {kind}: {exc}") from exc
-        self.cluster.reconcile()
+        world.cluster.reconcile()
 
     async def reset_world(self) -> None:
         """The cluster and its machines as the scenario describes them (POST /_lab/reset)."""
-        self.reset()
-        if self.fleet is not None:
-            await self.fleet.reset()
+        if self.apiserver is None:
+            self.reset()
+            if self.fleet is not None:
+                await self.fleet.reset()
+            return
+        self.faults.configure(self.scenario.faults)
+        self.faults.rng.seed(self.scenario.seed)
+
+        async def rebuild() -> None:
+            self._scenario_pending = True
+            if self.fleet is not None:
+                await self.fleet.reset()
+
+        await self.apiserver.reload(rebuild, RELOAD_TIMEOUT)
 
     def server_version(self) -> str:
         """The version of the first control-plane node's kube-apiserver static pod."""
@@ -205,6 +306,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     lab: Lab = request.app["lab"]
+    if lab.admin_port and not request.path.startswith("/_lab/") and _local_port(request) == lab.admin_port:
+        raise errors.path_not_found()  # the admin port serves the admin API only
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
@@ -213,6 +316,11 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     elif request.path not in PUBLIC_PATHS:
         raise errors.unauthorized()
     return await handler(request)
+
+
+def _local_port(request: web.Request) -> int:
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return sockname[1] if sockname else 0
 
 
 @web.middleware

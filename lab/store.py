@@ -93,10 +93,19 @@ class Store:
 
     def put(self, resource: str, obj: dict) -> dict:
         """Create or replace `obj`, stamping a new resourceVersion."""
+        return self.apply_put(resource, obj, self._next_rv())
+
+    def remove(self, resource: str, namespace: str, name: str) -> dict | None:
+        if self.get(resource, namespace, name) is None:
+            return None
+        return self.apply_remove(resource, namespace, name, self._next_rv())
+
+    def apply_put(self, resource: str, obj: dict, rv: int) -> dict:
+        """Store `obj` as written at revision `rv` (the next one, or the one etcd gave the write)."""
         table = self.table(resource)
         key = key_of(obj)
         old = table.objects.get(key)
-        rv = self._next_rv()
+        self.rv = max(self.rv, rv)
         obj["metadata"]["resourceVersion"] = str(rv)
         table.objects[key] = obj
         table.encoded.pop(key, None)
@@ -106,7 +115,8 @@ class Store:
         self._emit(resource, table, WatchEvent(rv, "MODIFIED" if old else "ADDED", obj, old))
         return obj
 
-    def remove(self, resource: str, namespace: str, name: str) -> dict | None:
+    def apply_remove(self, resource: str, namespace: str, name: str, rv: int) -> dict | None:
+        """Remove an object as deleted at revision `rv`; the object as it was, at `rv`."""
         table = self.table(resource)
         key = (namespace, name)
         old = table.objects.pop(key, None)
@@ -115,7 +125,7 @@ class Store:
         table.encoded.pop(key, None)
         index = bisect.bisect_left(table.sorted_keys, key)
         del table.sorted_keys[index]
-        rv = self._next_rv()
+        self.rv = max(self.rv, rv)
         gone = {**old, "metadata": {**old["metadata"], "resourceVersion": str(rv)}}
         self._index(resource, key, old, None)
         self._emit(resource, table, WatchEvent(rv, "DELETED", gone, old))
@@ -196,6 +206,12 @@ class Store:
         if not has_more or last is None:
             return out, None, None
         return out, encode_continue(last, self.rv), None
+
+    def end_watches(self) -> None:
+        """End every open watch stream (its client watches again, from the store that replaces this one)."""
+        for table in self.tables.values():
+            for watcher in table.watchers:
+                watcher.queue.put_nowait(None)
 
     def watch(self, resource: str, accepts: Callable[[dict], bool]) -> Watcher:
         watcher = Watcher(asyncio.Queue(), accepts)

@@ -92,6 +92,7 @@ class LabProcess:
         self.log = self.workdir / "lab.log"
         self.process: subprocess.Popen | None = None
         self.server = ""
+        self.admin_server = ""  # the admin API's own port: it answers while the API's is closed
         self.token = ""
         self._ssl: ssl.SSLContext | None = None
 
@@ -127,6 +128,8 @@ class LabProcess:
         config = yaml.safe_load(self.kubeconfig.read_text())
         self.server = config["clusters"][0]["cluster"]["server"]
         self.token = config["users"][0]["user"]["token"]
+        admin_url = self.kubeconfig.parent / "admin_url"
+        self.admin_server = admin_url.read_text().strip() if admin_url.exists() else self.server
         ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
         self._ssl = ssl.create_default_context(cadata=ca.decode())
 
@@ -146,8 +149,8 @@ class LabProcess:
 
     def request(self, method: str, path: str, body: object = None, *,
                 content_type: str = "application/json", token: str | None = None,
-                headers: dict | None = None) -> tuple[int, object]:
-        """One request to the lab; returns (status, decoded JSON or text)."""
+                headers: dict | None = None, server: str | None = None) -> tuple[int, object]:
+        """One request to the lab (the API's port unless `server`); returns (status, decoded JSON or text)."""
         data = None if body is None else (
             body if isinstance(body, bytes) else json.dumps(body).encode())
         all_headers = {"Authorization": f"Bearer {self.token if token is None else token}"}
@@ -156,7 +159,7 @@ class LabProcess:
         if data is not None:
             all_headers["Content-Type"] = content_type
         all_headers.update(headers or {})
-        req = urllib.request.Request(self.server + path, data=data, method=method,
+        req = urllib.request.Request((server or self.server) + path, data=data, method=method,
                                      headers=all_headers)
         try:
             with urllib.request.urlopen(req, context=self._ssl, timeout=30) as resp:
@@ -169,7 +172,7 @@ class LabProcess:
             return code, raw.decode()
 
     def admin(self, method: str, path: str, body: object = None) -> object:
-        code, result = self.request(method, "/_lab/" + path.lstrip("/"), body)
+        code, result = self.request(method, "/_lab/" + path.lstrip("/"), body, server=self.admin_server)
         if code >= 400:
             raise LabError(f"{method} /_lab/{path} -> {code}: {result}")
         return result

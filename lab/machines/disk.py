@@ -52,10 +52,13 @@ def wipe(directory: Path) -> None:
     directory.mkdir(parents=True)
 
 
-def fingerprint(upper: Path) -> frozenset[tuple[str, int, int]]:
-    """What changed on a machine since a fingerprint was taken: (path, size, mtime) of every file."""
+def fingerprint(upper: Path, ignore: tuple[str, ...] = ()) -> frozenset[tuple[str, int, int]]:
+    """What changed on a machine since a fingerprint was taken: (path, size, mtime) of every file,
+    but for those under `ignore` (paths relative to the machine's /)."""
     found = set()
+    skipped = {os.path.join(upper, path) for path in ignore}
     for folder, dirs, files in os.walk(upper):
+        dirs[:] = [d for d in dirs if os.path.join(folder, d) not in skipped]
         for name in files + dirs:
             path = os.path.join(folder, name)
             try:

@@ -50,6 +50,9 @@ class Fleet:
         self.machines: dict[str, Machine] = {}
         self.login_key = generate("kubemaint@lab")
         self.files: sshfiles.SshFiles | None = None
+        # Whether kubelets run the containers of static pods (etcd); a lab that keeps its objects
+        # in memory has no use for an etcd.
+        self.run_containers = True
         self._watching: asyncio.Task | None = None
 
     # -- planning (no processes yet) ------------------------------------------------------------
@@ -100,6 +103,7 @@ class Fleet:
             agent = NodeAgent(machine_spec.name, self.lab)
             machine = Machine(machine_spec, workdir / machine_spec.name, addresses.ssh_port(machine_spec.address),
                               world, agent, self.lab.time_scale, kubectl)
+            machine.pods.enabled = self.run_containers
             machine.build()
             self.machines[machine_spec.name] = machine
         await self._boot_all(list(self.machines.values()))
@@ -147,6 +151,12 @@ class Fleet:
                 machine.agent.stop()
                 machine.agent.kubelet_active = False
                 await machine.reannounce()
+
+    async def reannounce(self) -> None:
+        """Show every machine to the API again (it has loaded its objects anew: from etcd after a
+        restart or a restore, where nodes and mirror pods may be as they were long ago)."""
+        for machine in list(self.machines.values()):
+            await machine.reannounce()
 
     # -- what the lab hands out ------------------------------------------------------------------
 

@@ -16,8 +16,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+from lab import errors
 from lab import objects as o
 from lab.machines import manifests
 from lab.store import Store
@@ -29,6 +31,9 @@ log = logging.getLogger("lab.machines")
 class HasStore(Protocol):
     store: Store
     time_scale: float
+
+    def static_pods_seen(self, machine: str, manifests: dict[str, dict], root: Path | None) -> None:
+        """A machine's kubelet read its manifests directory ({} and None: the machine went down)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,10 @@ class NodeAgent:
         updated = o.clone(node)
         change(updated)
         if updated != node:
-            self.lab.store.put("nodes", updated)
+            try:
+                self.lab.store.put("nodes", updated)
+            except errors.ApiError as exc:  # etcd away: the lab announces every machine again once it is back
+                log.info("%s: node status not posted: %s", self.node_name, exc)
 
     # -- what the machine tells ---------------------------------------------------------------
 

@@ -24,6 +24,8 @@ LAB_DIR = "/usr/lib/kubemaint-lab"
 INIT = f"{LAB_DIR}/init"
 SESSION = f"{LAB_DIR}/session"
 REAL_KUBECTL = f"{LAB_DIR}/kubectl"  # the host's kubectl is bound here at boot (lab/machines/programs/kube.py)
+SYSTEM_ETCDCTL = "/usr/bin/etcdctl"  # Debian's etcd-client, on the host
+REAL_ETCDCTL = f"{LAB_DIR}/etcdctl"  # ... bound here at boot; the machine's /usr/bin/etcdctl is ETCDCTL_WRAPPER
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 # Directories whose host contents the machine must not see (overlayfs "opaque" directories):
 # another node's certificates, the host's sudoers, users and temporary files (the lab's own
@@ -82,11 +84,28 @@ stop_sshd() {
   fi
   echo "sshd stopped"
 }
+# The containers of static pods the kubelet runs here (lab/machines/pods.py writes their scripts).
+start_pod() {
+  "/run/kubemaint-lab/pods/$1/run" </dev/null &
+  echo $! > "/run/kubemaint-lab/pods/$1/pid"
+  echo "pod $1 started"
+}
+stop_pod() {
+  if [ -r "/run/kubemaint-lab/pods/$1/pid" ]; then
+    pid=$(cat "/run/kubemaint-lab/pods/$1/pid")
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -f "/run/kubemaint-lab/pods/$1/pid"
+  fi
+  echo "pod $1 stopped"
+}
 echo "booted"
 while read -r command; do
   case "$command" in
     sshd-start) start_sshd ;;
     sshd-stop) stop_sshd ;;
+    "pod-start "*) start_pod "${command#pod-start }" ;;
+    "pod-stop "*) stop_pod "${command#pod-stop }" ;;
     *) echo "unknown command: $command" ;;
   esac
 done
@@ -150,6 +169,33 @@ clusterDomain: cluster.local
 kind: KubeletConfiguration
 rotateCertificates: true
 staticPodPath: /etc/kubernetes/manifests
+"""
+
+
+ETCDCTL_WRAPPER = r"""#!/bin/sh
+# etcdctl on this lab machine is Debian's (etcd-client, bound at {real}). The machines share the
+# host's network, so this machine's etcd listens on its own address instead of 127.0.0.1
+# (lab/machines/pods.py): endpoints on 127.0.0.1 or localhost are sent there.
+own={address}
+to_own() {{
+  printf '%s' "$1" | sed -e "s#\[127\.0\.0\.1\]#$own#g" -e "s#127\.0\.0\.1:#$own:#g" -e "s#localhost:#$own:#g"
+}}
+endpoints=
+for arg; do
+  shift
+  case "$arg" in
+    --endpoints=*) arg="--endpoints=$(to_own "${{arg#--endpoints=}}")"; endpoints=given ;;
+    --endpoints) endpoints=next ;;
+    *) if [ "$endpoints" = next ]; then arg=$(to_own "$arg"); endpoints=given; fi ;;
+  esac
+  set -- "$@" "$arg"
+done
+if [ -n "$ETCDCTL_ENDPOINTS" ]; then
+  ETCDCTL_ENDPOINTS=$(to_own "$ETCDCTL_ENDPOINTS"); export ETCDCTL_ENDPOINTS
+elif [ -z "$endpoints" ]; then
+  ETCDCTL_ENDPOINTS="$own:2379"; export ETCDCTL_ENDPOINTS  # etcdctl's default is 127.0.0.1:2379
+fi
+exec {real} "$@"
 """
 
 
@@ -238,7 +284,8 @@ def kubernetes(spec: MachineSpec, world: World) -> list[Entry]:
                      f'{manifests.registry(spec.version)}/pause:3.2"\n'.encode()),
                Entry("/etc/systemd/system/kubelet.service.d", None, 0o755, opaque=True),
                Entry("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", KUBEADM_DROP_IN.encode()),
-               Entry("/usr/lib/systemd/system/kubelet.service", KUBELET_UNIT.encode())]
+               Entry("/usr/lib/systemd/system/kubelet.service", KUBELET_UNIT.encode()),
+               Entry("/var/log/pods", None, 0o755)]  # the kubelet's pod logs (lab/machines/pods.py)
     if spec.control_plane:
         files = pki.control_plane_files(world.cluster, spec.name, spec.address)
         for name in ("admin", "controller-manager", "scheduler"):
@@ -308,6 +355,8 @@ def system(spec: MachineSpec, world: World, host_key: KeyPair, port: int) -> lis
         Entry(INIT, INIT_SCRIPT.encode(), 0o755), Entry(SESSION, SESSION_SCRIPT.encode(), 0o755),
         Entry(state.SESSION_LOG, b"", 0o622),
         Entry(REAL_KUBECTL, b"", 0o644),
+        Entry(REAL_ETCDCTL, b"", 0o644),
+        Entry(SYSTEM_ETCDCTL, ETCDCTL_WRAPPER.format(real=REAL_ETCDCTL, address=spec.address).encode(), 0o755),
     ]
     entries += [Entry(path, wrapper(name, world).encode(), 0o755) for name, (_, _, path) in PROGRAMS.items()]
     entries += [Entry(path, None, 0o700, opaque=True) for path in world.hidden]

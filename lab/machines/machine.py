@@ -15,12 +15,14 @@ import os
 import uuid
 from pathlib import Path
 
+from lab import errors
 from lab.machines import addresses, disk, layout
 from lab.machines.faults import MachineFaults, shim
 from lab.machines.keys import KeyPair, generate
 from lab.machines.kubelet import BootFacts, NodeAgent
 from lab.machines.manifests import MANIFESTS_DIR, parse_manifest
 from lab.machines.namespace import Directories, MachineError, Running, kill_tree, ssh_connections
+from lab.machines.pods import PodRunner
 from lab.machines.programs import PROGRAMS, state
 from lab.machines.programs.boot import boot
 from lab.machines.programs.system import System
@@ -31,6 +33,9 @@ log = logging.getLogger("lab.machines")
 SHUTDOWN_SECONDS = 1.0
 LISTEN_TIMEOUT = 20.0
 FAULT_SHIM_DIRS = ("/usr/local/sbin", "/usr/local/bin")  # ahead of /usr/bin for sudo and for users
+# What a running control plane writes by itself: etcd's data (the lab's reset rewrites the API's
+# objects in etcd) and the pods' logs. Changes there leave a machine as the scenario built it.
+RUNTIME_DIRS = ("var/lib/etcd", "var/log/pods")
 
 
 class FileWatch:
@@ -100,6 +105,8 @@ class Machine:
         self._watch = FileWatch()
         self._pristine: frozenset = frozenset()
         self._kubelet_starts_stopped = not spec.kubelet_running
+        self.pods = PodRunner(spec.name, spec.address, time_scale, self._tell_init, self.write,
+                              lambda: self.running.root if self.running is not None else None)
 
     @property
     def name(self) -> str:
@@ -190,6 +197,13 @@ class Machine:
         self.sshd_listening = False
         if running is not None:
             await running.kill()
+        self.pods.machine_down()
+        self.agent.lab.static_pods_seen(self.name, {}, None)  # its kube-apiserver, if any, is gone too
+
+    async def _tell_init(self, word: str, answer: str) -> None:
+        if self.running is None:
+            raise MachineError(f"{self.name} is not running")
+        await self.running.command(word, answer)
 
     async def power_off(self) -> None:
         async with self._lock:
@@ -232,10 +246,11 @@ class Machine:
     def pristine(self) -> bool:
         """Nothing happened to the machine since its first boot (a lab reset can keep it)."""
         return (self.power == "on" and not self.faults.any and self.boot_record.get("boots") == 1
-                and self.boot_seconds == self.spec.boot_seconds and disk.fingerprint(self.dirs.upper) == self._pristine)
+                and self.boot_seconds == self.spec.boot_seconds
+                and disk.fingerprint(self.dirs.upper, RUNTIME_DIRS) == self._pristine)
 
     def mark_pristine(self) -> None:
-        self._pristine = disk.fingerprint(self.dirs.upper)
+        self._pristine = disk.fingerprint(self.dirs.upper, RUNTIME_DIRS)
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -287,8 +302,12 @@ class Machine:
             self._services(root)
             if self.agent.kubelet_active:
                 self._static_pods(root)
+                self.pods.check()
         except OSError as exc:  # the machine went down meanwhile
             log.debug("%s: tick: %s", self.name, exc)
+        except errors.ApiError as exc:  # the API's etcd is away: tell the API again on a later tick
+            log.debug("%s: tick: %s", self.name, exc)
+            self._watch.forget()
         if self.faults.drop_after_seconds is not None:
             for pid, age in ssh_connections(running.init_pid):
                 if age >= self.faults.drop_after_seconds:
@@ -329,6 +348,9 @@ class Machine:
                 wanted[name] = parse_manifest((directory / name).read_text())
             except (ValueError, UnicodeDecodeError) as exc:
                 log.warning("%s: kubelet skips %s/%s: %s", self.name, MANIFESTS_DIR, name, exc)
+        # Containers first: posting mirror pods needs the API, which may need this machine's etcd.
+        self.pods.sync(wanted)
+        self.agent.lab.static_pods_seen(self.name, wanted, root)
         self.agent.static_pods(wanted)
 
     # -- what tests and the admin API see ---------------------------------------------------------

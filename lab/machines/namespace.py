@@ -15,7 +15,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.machines.layout import INIT, REAL_KUBECTL
+from lab.machines.layout import INIT, REAL_ETCDCTL, REAL_KUBECTL, SYSTEM_ETCDCTL
 
 # Runs as pid 1 of the new namespaces, before it becomes the machine's init.
 SETUP = f"""set -e
@@ -27,6 +27,7 @@ mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$root/run"
 if [ -n "$kubectl" ]; then mount --bind "$kubectl" "$root{REAL_KUBECTL}"; fi
+if [ -x {SYSTEM_ETCDCTL} ]; then mount --bind {SYSTEM_ETCDCTL} "$root{REAL_ETCDCTL}"; fi
 hostname "$name"
 exec chroot "$root" {INIT}
 """
