@@ -165,6 +165,7 @@ class Stack:
             "policies": policies,
             "operation_modules": list(self.operation_modules),
             **self._ssh_config(),
+            "backups": {"store": {"type": "local", "directory": str(self.workdir / "backups")}},
             # The demo's edits come fast so a person sees steps tick; Slack's budget still applies.
             "progress": {"edit_interval_seconds": 1, "updates_per_minute": 45},
         }
