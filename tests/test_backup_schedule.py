@@ -4,6 +4,7 @@ real (Redis, the RQ queue, the step runner) and `backup etcd` is tests/toy_backu
 
 from __future__ import annotations
 
+import importlib
 import threading
 from calendar import timegm
 
@@ -15,7 +16,8 @@ from bot.chat.config import load_settings
 from bot.chat.progress import ProgressPublisher
 from bot.chat.schedule import SCHEDULER_USER, Scheduler, last_claimed_slot, start_scheduler
 from bot.chat.throttle import EditThrottle
-from bot.contract.registry import operations
+from bot.contract import Operation
+from bot.contract.registry import Registry, operations
 from bot.domain.schedule import due_slot
 from bot.engine import Timings, get_job, list_jobs, resume
 from bot.engine.audit import read_audit
@@ -93,8 +95,16 @@ def chat() -> Chat:
 
 def scheduler(r: Redis, chat: Chat, clock: Clock, *, modules: tuple[str, ...] = ("tests.toy_backup",),
               holder: str = "bot-a") -> Scheduler:
-    return Scheduler(r, operations(modules), {"redis": r}, chat, cron=EVERY_6H, channel="C0OPS", clock=clock,
+    return Scheduler(r, with_stand_in(modules), {"redis": r}, chat, cron=EVERY_6H, channel="C0OPS", clock=clock,
                      holder=holder)
+
+
+def with_stand_in(modules: tuple[str, ...]) -> Registry:
+    """The built-in operations with the real `backup etcd` (which needs a cluster) taken out, and `modules`'."""
+    extra = [value for name in modules for value in vars(importlib.import_module(name)).values()
+             if isinstance(value, Operation)]
+    kept = [op for op in operations().values() if op.words != "backup etcd"]
+    return Registry([*kept, *extra], operations().resources.values())
 
 
 def run(r: Redis, job_id: str) -> str:

@@ -178,8 +178,8 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
-        "policies.drian: unknown command; policies exist for backups, cancel, cordon, drain, help, job, jobs, resume, "
-        "status, status-node, uncordon"
+        "policies.drian: unknown command; policies exist for backup-etcd, backups, cancel, cordon, drain, help, job, "
+        "jobs, resume, status, status-node, uncordon"
     ]
 
 
@@ -315,7 +315,8 @@ def test_your_own_operations_join_the_built_in_ones_with_their_policies(write) -
     assert (stamp.allowed_roles, stamp.approval_required, stamp.approvals_needed) == (("operator",), True, 2)
     with pytest.raises(ConfigError) as caught:  # without the module, `stamp` is no command
         load_settings(write(MINIMAL + APPROVER + "policies: {stamp: {approvals_needed: 2}}\n"), env={})
-    assert caught.value.problems[0].startswith("policies.stamp: unknown command; policies exist for backups, cancel,")
+    assert caught.value.problems[0].startswith("policies.stamp: unknown command; policies exist for backup-etcd, "
+                                               "backups,")
 
 
 @pytest.mark.parametrize(("modules", "problem"), [

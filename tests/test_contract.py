@@ -54,9 +54,9 @@ UPGRADE_TO = Operation(name="upgrade", words="upgrade to VERSION", options=Upgra
                        answer=_answer)
 RESTORE = Operation(name="restore", words="restore etcd from BACKUP_ID", options=Restore, description="d",
                     answer=_answer)
-BACKUP_ETCD = Operation(name="backup-etcd", words="backup etcd", options=Backup, description="d", answer=_answer)
+BACKUP_PODS = Operation(name="backup-pods", words="backup pods", options=Backup, description="d", answer=_answer)
 BACKUP_RESOURCES = Operation(name="backup-resources", words="backup resources", description="d", answer=_answer)
-TABLE = Registry([*operations().values(), UPGRADE_PLAN, UPGRADE_TO, RESTORE, BACKUP_ETCD, BACKUP_RESOURCES],
+TABLE = Registry([*operations().values(), UPGRADE_PLAN, UPGRADE_TO, RESTORE, BACKUP_PODS, BACKUP_RESOURCES],
                  operations().resources.values())
 
 
@@ -99,8 +99,8 @@ def test_typed_values_land_in_the_options_type_with_their_defaults():
     ("restore etcd b-0123abcd", '`restore etcd` needs `from` here, not "b-0123abcd"', None),
     ("restore etcd from", "`restore etcd from` needs a BACKUP_ID", None),
     ("restore etcd from j-0123abcd", '"j-0123abcd" is not a valid backup id: backup ids look like b-1a2b3c4d', None),
-    ("backup", "`backup` needs `etcd` or `resources`", None),
-    ("backup etcd --pod-selector app=$(id)", "is not a valid pod selector", None),
+    ("backup", "`backup` needs `etcd` or `pods` or `resources`", None),
+    ("backup pods --pod-selector app=$(id)", "is not a valid pod selector", None),
 ])
 def test_bad_phrases_say_what_to_type(text, reason, usage):
     with pytest.raises(GrammarError) as caught:
