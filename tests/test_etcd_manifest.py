@@ -3,9 +3,11 @@ node's data directory through the etcd-data hostPath (pure)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from bot.domain.etcd_manifest import ManifestError, parse_etcd_manifest
+from bot.domain.etcd_manifest import ManifestError, parse_etcd_manifest, with_data_dir
 
 KUBEADM_ETCD = """\
 apiVersion: v1
@@ -79,3 +81,13 @@ def test_without_a_loopback_listener_the_advertised_url_is_used() -> None:
 def test_what_is_not_an_etcd_manifest_says_what_is_missing(text: str, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         parse_etcd_manifest(text)
+
+
+def test_pointing_the_data_volume_at_a_restored_directory_changes_nothing_else() -> None:
+    before = parse_etcd_manifest(KUBEADM_ETCD.replace("DATA", "/var/lib/etcd"))
+    after = parse_etcd_manifest(with_data_dir(KUBEADM_ETCD.replace("DATA", "/var/lib/etcd"),
+                                              "/var/lib/etcd-from-backup-b-0123abcd"))
+    assert after.data_dir == "/var/lib/etcd-from-backup-b-0123abcd"
+    assert dataclasses.replace(after, data_dir=before.data_dir) == before
+    with pytest.raises(ManifestError, match="no etcd-data hostPath volume"):
+        with_data_dir("kind: Pod\nspec: {volumes: []}\n", "/x")

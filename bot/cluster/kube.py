@@ -118,3 +118,23 @@ def node_addresses(kube: Kube) -> dict[str, str | None]:
                  if a.get("type") == "InternalIP"]
         addresses[node["metadata"]["name"]] = found[0] if found else None
     return addresses
+
+
+def api_answers(kube: Kube, timeout: float = 2.0) -> bool:
+    """Does the API server answer at all (any HTTP status), once, without the retries reads get? A restore
+    waits on this to see the API go down and come back."""
+    try:
+        client.VersionApi(kube.api).get_code(_preload_content=False, _request_timeout=timeout).release_conn()
+        return True
+    except ApiException:
+        return True  # it answered, with an error status
+    except (TransportError, OSError):
+        return False
+
+
+def current_revision(kube: Kube) -> int | None:
+    """The cluster's latest resourceVersion as a number (etcd's revision, for kube-apiserver): what a
+    restore's card compares with the snapshot's revision."""
+    listed = raw(retrying(kube.core.list_namespace)(limit=1, _preload_content=False))
+    version = (listed.get("metadata") or {}).get("resourceVersion") or ""
+    return int(version) if version.isdigit() else None

@@ -101,3 +101,14 @@ def _local_endpoint(listen: str, advertise: str) -> str:
         if urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
             return url
     return urls[0]
+
+
+def with_data_dir(text: str, host_dir: str) -> str:
+    """The manifest with its `etcd-data` hostPath pointed at `host_dir` (what the seeds do by hand in vi after
+    `etcdctl snapshot restore --data-dir`): the container still sees its data at --data-dir."""
+    pod = yaml.safe_load(text)
+    volumes = [v for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("name") == DATA_VOLUME]
+    if len(volumes) != 1 or "hostPath" not in volumes[0]:
+        raise ManifestError(f"etcd.yaml has no {DATA_VOLUME} hostPath volume to point at {host_dir}")
+    volumes[0]["hostPath"]["path"] = host_dir
+    return yaml.safe_dump(pod, default_flow_style=False, sort_keys=False)
