@@ -21,7 +21,8 @@ from lab.supervisor import Child
 
 NAMES = {"U0ALICE": "alice (operator)", "U0BOB": "bob (approver)", "U0CAROL": "carol (approver)",
          "U0VIC": "victor (viewer)", "U0BOT": "kubemaint"}
-ROLE_USERS = {"operator": "U0ALICE", "approver": "U0BOB", "viewer": "U0VIC"}
+# A restore needs two approvers: `/as approver2` is carol.
+ROLE_USERS = {"operator": "U0ALICE", "approver": "U0BOB", "approver2": "U0CAROL", "viewer": "U0VIC"}
 
 
 class ChatView:
@@ -99,7 +100,7 @@ def interactive(stack: Stack) -> None:
         if line.startswith("/as "):
             role = line.split(maxsplit=1)[1].strip()
             if role not in ROLE_USERS:
-                print(f"unknown role {role!r}: choose operator, approver or viewer")
+                print(f"unknown role {role!r}: choose operator, approver, approver2 or viewer")
                 continue
             user = ROLE_USERS[role]
             print(f"you are now {NAMES[user]}")
