@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +23,12 @@ from bot.engine.store import get_job
 from lab.testing import wait_until
 from tests.chat_driver import ALICE, BOB, CAROL, Chat, Stack, text_of
 
-ACTIONS = ["verify", "copy", "stop_api", "restore", "repoint", "wait_etcd", "start_api", "check"]
 SLOW = {"latencyMs": 700}  # every SSH command on the control plane waits this long
+# Each step with how far into it (seconds) the worker dies, under SLOW: past its first command where it
+# has one that changes something (the manifest moved, the restore started, the API coming back), still
+# before its end. A step that ended first fails the `runs == 2` check rather than passing unnoticed.
+INTO = {"verify": 0.3, "copy": 1.0, "stop_api": 1.2, "restore": 1.5, "repoint": 1.0, "wait_etcd": 1.0,
+        "start_api": 1.2, "check": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,7 @@ def running(chat: Chat, job_id: str, action: str):
     return record if step and step.state == "running" and record.state == "running" else None
 
 
-@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("action", list(INTO))
 def test_a_worker_killed_in_a_step_is_replaced_and_the_restore_succeeds(stack: Stack, action: str) -> None:
     chat = Chat(stack, timeout=30).reset()
     stack.lab.set_machine_faults("controlplane", {})
@@ -67,8 +72,10 @@ def test_a_worker_killed_in_a_step_is_replaced_and_the_restore_succeeds(stack: S
         stack.lab.set_machine_faults("controlplane", SLOW)
     try:
         job_id = thread.approve(CAROL)
-        record = wait_until(lambda: running(chat, job_id, action), timeout=120, interval=0.01,
-                            message=f"step {action} to run")
+        wait_until(lambda: running(chat, job_id, action), timeout=120, interval=0.01, message=f"step {action} to run")
+        time.sleep(INTO[action])
+        record = running(chat, job_id, action)
+        assert record, f"step {action} ended within {INTO[action]}s: no moment to kill in it"
         victim = next(i for i, _ in enumerate(stack.worker_procs) if record.worker.startswith(f"worker{i}-"))
         stack.kill_worker(victim, also=[record.pid], restart=True)
     finally:
