@@ -9,10 +9,12 @@ import hashlib
 import json
 import re
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.engine.audit import read_audit
 from tests.chat_driver import Chat, Stack, job_id_of, text_of
@@ -78,3 +80,22 @@ def test_a_failing_etcdctl_stops_the_backup_and_resume_finishes_it(stack: Stack,
     chat.ask(f"resume {job_id}")
     chat.wait_job(job_id, ("succeeded",), timeout=90)
     assert len(stored_snapshots(stack)) == len(before) + 1
+
+
+def test_backup_resources_keeps_every_object_as_yaml_without_status(stack: Stack, chat: Chat) -> None:
+    final = text_of(chat.ask("backup resources --namespace default").wait_progress("succeeded", timeout=90,
+                                                                                   what="the export"))
+    found = re.search(r"backup (b-[0-9a-f]{8}): (\d+) objects of default", final)
+    assert found, final
+    archive = next((stack.workdir / "backups").rglob(f"{found[1]}.tar.gz"))
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        blue = yaml.safe_load(tar.extractfile(f"{found[1]}/default/deployments.apps/blue.yaml"))
+    assert len(names) == int(found[2]) and f"{found[1]}/_cluster/namespaces.core/default.yaml" in names
+    assert not any("/kube-system/" in name for name in names), "one namespace only"
+    assert (blue["apiVersion"], blue["kind"], blue["metadata"]["name"]) == ("apps/v1", "Deployment", "blue")
+    assert "status" not in blue and "managedFields" not in blue["metadata"]
+    listing = text_of(chat.ask("backups").reply)
+    assert any(line.startswith(found[1]) and " resources " in line for line in listing.splitlines())
+    refused = text_of(chat.ask("backup resources --namespace nosuch").reply)
+    assert "namespace nosuch not found" in refused

@@ -24,6 +24,7 @@ from bot.contract import (
 from bot.contract.registry import Registry, load, operations
 from bot.engine import Step, StepContext
 from bot.engine.actions import CheckpointData, invoke
+from handlers.restore_etcd import RestoreOptions
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,6 @@ class UpgradeTo:
     nodes: tuple[str, ...] | None = flag(NODES)
     max_unavailable: int = flag(COUNT, default=1)
     window: int | None = flag(DURATION)
-
-
-@dataclass(frozen=True)
-class Restore:
-    backup_id: str
-    dry_run: bool = flag()
 
 
 @dataclass(frozen=True)
@@ -52,11 +47,8 @@ def _answer(asking, options) -> str:
 UPGRADE_PLAN = Operation(name="upgrade-plan", words="upgrade plan", description="d", answer=_answer)
 UPGRADE_TO = Operation(name="upgrade", words="upgrade to VERSION", options=UpgradeTo, description="d",
                        answer=_answer)
-RESTORE = Operation(name="restore", words="restore etcd from BACKUP_ID", options=Restore, description="d",
-                    answer=_answer)
 BACKUP_PODS = Operation(name="backup-pods", words="backup pods", options=Backup, description="d", answer=_answer)
-BACKUP_RESOURCES = Operation(name="backup-resources", words="backup resources", description="d", answer=_answer)
-TABLE = Registry([*operations().values(), UPGRADE_PLAN, UPGRADE_TO, RESTORE, BACKUP_PODS, BACKUP_RESOURCES],
+TABLE = Registry([*operations().values(), UPGRADE_PLAN, UPGRADE_TO, BACKUP_PODS],
                  operations().resources.values())
 
 
@@ -67,7 +59,7 @@ TABLE = Registry([*operations().values(), UPGRADE_PLAN, UPGRADE_TO, RESTORE, BAC
     ("upgrade to v1.20.0 --max-unavailable 1", "upgrade", "upgrade to v1.20.0"),  # the default is implied
     ("upgrade --nodes node02,node01,node02 to v1.20.0 --max-unavailable=3", "upgrade",
      "upgrade to v1.20.0 --max-unavailable 3 --nodes node02,node01"),
-    ("restore etcd from B-0123ABCD", "restore", "restore etcd from b-0123abcd"),
+    ("restore etcd from B-0123ABCD", "restore-etcd", "restore etcd from b-0123abcd"),
     ("backup etcd", "backup-etcd", "backup etcd"),
     ("backup resources", "backup-resources", "backup resources"),
 ])
@@ -82,7 +74,7 @@ def test_typed_values_land_in_the_options_type_with_their_defaults():
     command = parse("upgrade to v1.21.3 --window 1h30m", TABLE)
     assert command.options == UpgradeTo(version="v1.21.3", window=5400)
     assert command.options.max_unavailable == 1
-    assert parse("restore etcd from b-0123abcd --dry-run", TABLE).options == Restore("b-0123abcd", dry_run=True)
+    assert parse("restore etcd from B-0123ABCD", TABLE).options == RestoreOptions("b-0123abcd")
 
 
 @pytest.mark.parametrize(("text", "reason", "usage"), [

@@ -22,6 +22,7 @@ from bot.contract.words import (
     COUNT,
     DURATION,
     JOB_ID,
+    NAMESPACE,
     NODE,
     NODES,
     SECONDS,
@@ -34,7 +35,7 @@ from bot.contract.words import (
 )
 
 __all__ = [
-    "BACKUP_ID", "COUNT", "DURATION", "JOB_ID", "NODE", "NODES", "OPERATORS", "READ_ONLY", "ROLES", "SECONDS",
-    "SELECTOR", "VERSION", "Asking", "Ignored", "NoOptions", "NotConfigured", "Operation", "Plan", "PlanChanged",
-    "Policy", "Resource", "Role", "flag", "ignored",
+    "BACKUP_ID", "COUNT", "DURATION", "JOB_ID", "NAMESPACE", "NODE", "NODES", "OPERATORS", "READ_ONLY", "ROLES",
+    "SECONDS", "SELECTOR", "VERSION", "Asking", "Ignored", "NoOptions", "NotConfigured", "Operation", "Plan",
+    "PlanChanged", "Policy", "Resource", "Role", "flag", "ignored",
 ]

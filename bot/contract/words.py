@@ -131,6 +131,14 @@ def _check_count(value: str, noun: str) -> int:
     return int(value)
 
 
+def _check_namespace(value: str, noun: str) -> str:
+    # Namespaces are RFC 1123 labels: lowercase letters, digits and '-', at most 63 characters.
+    if re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        return value
+    raise ValueError(f'"{quote_input(value)}" is not a valid namespace: lowercase letters, digits and "-", '
+                     "at most 63 characters")
+
+
 def _check_selector(value: str, noun: str) -> str:
     return LabelSelector.parse(value).text
 
@@ -144,8 +152,9 @@ COUNT = ArgKind("COUNT", _check_count)
 JOB_ID = ArgKind("JOB_ID", _check_job_id)
 BACKUP_ID = ArgKind("BACKUP_ID", _check_backup_id)
 SELECTOR = ArgKind("SELECTOR", _check_selector, continues=selector_continues)
+NAMESPACE = ArgKind("NAMESPACE", _check_namespace)
 KINDS: dict[str, ArgKind] = {kind.placeholder: kind for kind in
-                             (NODE, NODES, VERSION, DURATION, SECONDS, COUNT, JOB_ID, BACKUP_ID, SELECTOR)}
+                             (NODE, NODES, VERSION, DURATION, SECONDS, COUNT, JOB_ID, BACKUP_ID, SELECTOR, NAMESPACE)}
 
 
 def flag(kind: ArgKind | None = None, *, default: Any = None, help: str = "") -> Any:
