@@ -38,8 +38,9 @@ def plan_backup_resources(namespaces: list[str], options: BackupResourcesOptions
     lines = (f"Export every object of {scope} as YAML (one file each, without status and managed fields) into "
              "one tarball in the backup store, catalogued with the etcd snapshots.",
              "Nothing in the cluster changes.")
+    # The "etcd" lock: a restore holds it (with every node's) while the API is down.
     return Plan(lines, steps=(Step("export the objects", "backup_resources.export",
-                                   {"namespace": options.namespace}),), next_command="backups")
+                                   {"namespace": options.namespace}),), locks=("etcd",), next_command="backups")
 
 
 @action("backup_resources.export")
