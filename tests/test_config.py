@@ -3,6 +3,7 @@ policies authorization builds on (bot/chat/authz.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -45,17 +46,20 @@ def test_minimal_file_gets_sensible_defaults(write) -> None:
     for verb in ("cordon", "uncordon", "cancel", "drain"):
         assert settings.policies[verb].allowed_roles == ("operator",)
     for verb, policy in settings.policies.items():
-        assert policy.approval_required == (verb == "drain")
-        assert policy.approvals_needed == 1
+        assert policy.approval_required == (verb in ("drain", "restore-etcd"))
+        assert policy.approvals_needed == (2 if verb == "restore-etcd" else 1)
         assert policy.approval_ttl_seconds == 1800
 
 
 def test_a_config_without_approvers_is_refused_because_drain_needs_one(write) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL), env={})
-    assert caught.value.problems == ["policies.drain.approval_required: no approvers are configured (roles.approvers)"]
-    # Turning the approval off is a deliberate, visible choice.
-    settings = load_settings(write(MINIMAL + "policies: {drain: {approval_required: false}}\n"), env={})
+    [problem] = caught.value.problems
+    assert re.fullmatch(r"policies\.(drain|restore-etcd)\.approval_required: no approvers are configured "
+                        r"\(roles\.approvers\)", problem)
+    # Turning the approvals off is a deliberate, visible choice.
+    settings = load_settings(write(MINIMAL + "policies: {drain: {approval_required: false}, "
+                                             "restore-etcd: {approval_required: false}}\n"), env={})
     assert settings.policies["drain"].allowed_roles == ("operator",)
 
 
@@ -178,8 +182,8 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
-        "policies.drian: unknown command; policies exist for backup-etcd, backups, cancel, cordon, drain, help, job, "
-        "jobs, resume, status, status-node, uncordon"
+        "policies.drian: unknown command; policies exist for backup-etcd, backup-resources, backups, cancel, cordon, "
+        "drain, help, job, jobs, restore-etcd, resume, status, status-node, uncordon"
     ]
 
 
@@ -316,7 +320,7 @@ def test_your_own_operations_join_the_built_in_ones_with_their_policies(write) -
     with pytest.raises(ConfigError) as caught:  # without the module, `stamp` is no command
         load_settings(write(MINIMAL + APPROVER + "policies: {stamp: {approvals_needed: 2}}\n"), env={})
     assert caught.value.problems[0].startswith("policies.stamp: unknown command; policies exist for backup-etcd, "
-                                               "backups,")
+                                               "backup-resources, backups,")
 
 
 @pytest.mark.parametrize(("modules", "problem"), [
