@@ -23,6 +23,7 @@ from redis import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.recording import replace_section
 from bot.engine.store import get_job
 from lab.stack import Stack
 from lab.testing import child_pids, cpu_seconds
@@ -144,13 +145,7 @@ def record(path: Path, text: str, users: int, rounds: int) -> None:
                f"which the other user of the pair approves; {rounds} such bursts one after another "
                "(cordon, uncordon, cordon...).\n\n"
                f"{text}\n\n{ANALYSIS}\n")
-    existing = path.read_text() if path.exists() else "# Benchmarks\n"
-    marker = "\n## Chat latency"
-    if marker in existing:  # replace the previous run's section, keep the others
-        start = existing.index(marker)
-        end = existing.find("\n## ", start + 1)
-        existing = existing[:start] + (existing[end:] if end != -1 else "")
-    path.write_text(existing.rstrip("\n") + "\n" + section)
+    replace_section(path, "Chat latency", section)
 
 
 def main() -> int:

@@ -26,6 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.recording import replace_section
 from lab.stack import CHANNEL, USERS, Stack
 
 BOT = "U0BOT"
@@ -130,13 +131,7 @@ def record(path: Path, text: str) -> None:
     section = (f"\n## etcd backup and restore ({stamp})\n\n`python benchmarks/etcd_backup.py` on "
                f"{platform.machine()}, 2 cores, lab time scale 0.2 (the kubelet's and etcd's waits are real).\n\n"
                f"{text}\n")
-    existing = path.read_text() if path.exists() else "# Benchmarks\n"
-    marker = "\n## etcd backup and restore"
-    if marker in existing:
-        start = existing.index(marker)
-        end = existing.find("\n## ", start + 1)
-        existing = existing[:start] + (existing[end:] if end != -1 else "")
-    path.write_text(existing.rstrip("\n") + "\n" + section)
+    replace_section(path, "etcd backup and restore", section)
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.recording import replace_section
 from bot.nodes import JobRef, NodeShell, SshConfig, survey
 from bot.nodes.survey import REBOOT_SCRIPT, ask_nodes, parse_reboot_need, read_facts
 from lab.stack import CHANNEL, Stack
@@ -142,13 +143,7 @@ def record(path: Path, text: str) -> None:
     section = (f"\n## Node status over SSH ({stamp})\n\n`python benchmarks/node_status.py` on "
                f"{platform.machine()}, 2 cores; lab machines are real sshd processes on loopback "
                f"addresses, the bot's side is paramiko (bot/nodes).\n\n{text}\n")
-    existing = path.read_text() if path.exists() else "# Benchmarks\n"
-    marker = "\n## Node status over SSH"
-    if marker in existing:  # replace the previous run's section, keep the others
-        start = existing.index(marker)
-        end = existing.find("\n## ", start + 1)
-        existing = existing[:start] + (existing[end:] if end != -1 else "")
-    path.write_text(existing.rstrip("\n") + "\n" + section)
+    replace_section(path, "Node status over SSH", section)
 
 
 def main() -> int:
