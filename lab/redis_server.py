@@ -30,10 +30,10 @@ from redis.exceptions import RedisError
 REDIS_SERVER = os.environ.get("KUBEMAINT_REDIS_SERVER", "/usr/bin/redis-server")
 PERSISTENCE = ("aof", "none")
 AOF_DIR = "appendonlydir"  # redis-server's default `appenddirname`, under --dir
-# No RDB snapshots in either mode: with "aof" the append-only file is the one durable copy, and with
-# "none" nothing may survive a restart.
+# No RDB snapshots in either mode: with "aof" the append-only file is the one durable copy (synced
+# before each reply, as docs/operations.md asks), and with "none" nothing may survive a restart.
 PERSISTENCE_ARGS = {
-    "aof": ["--appendonly", "yes", "--appendfsync", "everysec", "--appenddirname", AOF_DIR, "--save", ""],
+    "aof": ["--appendonly", "yes", "--appendfsync", "always", "--appenddirname", AOF_DIR, "--save", ""],
     "none": ["--appendonly", "no", "--save", ""],
 }
 
@@ -146,9 +146,9 @@ class RedisServer:
         return sorted((self.workdir / AOF_DIR).glob("*.aof"))
 
     def aof_contains(self, data: bytes) -> bool:
-        """Whether `data` has been written to the append-only files. Redis writes a command there before
-        it answers (with `everysec` only the fsync is deferred), so what is in the file survives a
-        SIGKILL of the server; only a crash of the machine could still lose the last second."""
+        """Whether `data` has been written to the append-only files. With `appendfsync always` Redis
+        writes and syncs a command there before it answers, so what a client was told is stored
+        survives a SIGKILL of the server and a crash of the machine."""
         return any(data in path.read_bytes() for path in self.aof_files())
 
     def _log_text(self) -> str:

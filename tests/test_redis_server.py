@@ -24,7 +24,7 @@ def config(server: RedisServer, name: str) -> str:
 def test_durable_and_never_evicting_by_default():
     with RedisServer() as server:
         assert config(server, "appendonly") == "yes"
-        assert config(server, "appendfsync") == "everysec"
+        assert config(server, "appendfsync") == "always"
         assert config(server, "maxmemory-policy") == "noeviction"
         assert config(server, "save") == ""  # the append-only file is the one durable copy
 
@@ -33,8 +33,7 @@ def test_a_write_before_a_sigkill_is_there_after_the_restart():
     with RedisServer() as server:
         key, value = f"job:{uuid.uuid4().hex}", uuid.uuid4().hex
         server.client().set(key, value)
-        # Redis writes the command to the append-only file before it answers; `everysec` defers only
-        # the fsync, which a killed process does not need (the kernel has the page).
+        # With `appendfsync always` Redis writes and syncs the command before it answers.
         wait_until(lambda: server.aof_contains(key.encode()), timeout=5, message="the write in the append-only file")
         port = server.port
         server.kill()

@@ -12,14 +12,17 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from rq import Worker
 
+from bot.chat import approval_store
+from bot.domain.ids import new_job_id
 from lab.stack import worker_name
 from lab.testing import wait_until
-from tests.chat_driver import ALICE, BOB, VICTOR, Chat, Stack
+from tests.chat_driver import ALICE, BOB, VICTOR, Chat, Stack, buttons
 
 RESTART_BOUND = 5.0  # seconds from the kill until the process is doing its job again
 
@@ -127,6 +130,43 @@ def test_a_click_while_the_bot_is_down_warns_and_a_later_click_counts(stack: Sta
     assert clicked["delivered"] is True and clicked["shown"] is None
     cordon.wait("succeeded", timeout=60)
     assert stack.lab.get("/api/v1/nodes/node01")["spec"]["unschedulable"] is True
+
+
+def test_a_card_whose_request_redis_forgot_loses_its_buttons_on_the_next_click(stack: Stack, chat: Chat):
+    cordon = chat.ask("cordon node01", user=ALICE)
+    request_id = next(e["value"] for b in cordon.reply["blocks"] for e in b.get("elements") or []
+                      if e.get("action_id") == "approve")
+    chat.redis.delete(f"kubemaint:approval:{request_id}")  # what a Redis that lost its data no longer has
+    since = max((c["id"] for c in stack.slack.client.calls()), default=0)
+    cordon.click("approve", BOB)
+    told = chat.wait_ephemeral(BOB, since=since)
+    assert "This request no longer exists" in told["args"]["text"]
+    card = chat.wait_for(lambda: (m := stack.slack.client.message(chat.channel, cordon.reply["ts"]))
+                         and not buttons(m) and m, timeout=30, what="the dead card to lose its buttons")
+    shown = " ".join(b["text"]["text"] for b in card["blocks"] if b.get("text"))
+    assert "kubemaint no longer knows this request" in shown and "asks to run `cordon node01`" in shown
+    assert not stack.lab.get("/api/v1/nodes/node01")["spec"].get("unschedulable")
+
+
+def test_an_approval_cut_short_before_its_job_was_queued_is_finished_once(stack: Stack, chat: Chat):
+    """Redis went away after the approving click stored its decision but before the job was queued."""
+    cordon = chat.ask("cordon node01", user=ALICE)
+    request_id = next(e["value"] for b in cordon.reply["blocks"] for e in b.get("elements") or []
+                      if e.get("action_id") == "approve")
+    jobs_before = {j.spec.id for j in chat.jobs()}
+    with approval_store.deciding(chat.redis, request_id):  # as a click does
+        pending = approval_store.load(chat.redis, request_id)
+        pending.request = replace(pending.request, approvals=((BOB, time.time()),))
+        pending.job_id = new_job_id()
+        approval_store.save(chat.redis, pending, still_pending=True)
+    # Nobody clicks again: the background sweep queues the job, under the id the decision stored.
+    assert "succeeded" in cordon.wait_progress("succeeded", timeout=30)["text"]
+    assert {j.spec.id for j in chat.jobs()} - jobs_before == {pending.job_id}
+    chat.wait_for(lambda: not buttons(stack.slack.client.message(chat.channel, cordon.reply["ts"])), timeout=30,
+                  what="the approved card to lose its buttons")
+    assert approval_store.load(chat.redis, request_id).submitted
+    assert stack.lab.get("/api/v1/nodes/node01")["spec"]["unschedulable"] is True
+    chat.ask("uncordon node01", user=ALICE).wait("succeeded", timeout=60)
 
 
 def test_stop_leaves_nothing_running_even_right_after_a_kill(tmp_path):

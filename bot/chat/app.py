@@ -57,7 +57,10 @@ def build_app(settings: Settings, submit: Callable[[Request], None]) -> App:
         ack()
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
+        message = body.get("message") or {}
         submit(Request("click", f"action:{user}:{action.get('action_ts')}", user, channel,
-                       action_id=action["action_id"], value=action.get("value", "")))
+                       action_id=action["action_id"], value=action.get("value", ""),
+                       message_ts=message.get("ts") or (body.get("container") or {}).get("message_ts", ""),
+                       message_text=message.get("text", "")))
 
     return app

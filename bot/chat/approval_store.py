@@ -35,13 +35,15 @@ class PendingRequest:
     next_command: str | None
     thread_ts: str | None
     card_ts: str = ""
-    job_id: str = ""
+    job_id: str = ""  # set with the approval, before the job is queued
+    submitted: bool = False  # the job was queued
 
     def to_json(self) -> str:
         return json.dumps({
             "request": self.request.to_dict(), "verb": self.verb, "plan_lines": self.plan_lines,
             "steps": [s.to_dict() for s in self.steps], "locks": self.locks, "next_command": self.next_command,
             "thread_ts": self.thread_ts, "card_ts": self.card_ts, "job_id": self.job_id,
+            "submitted": self.submitted,
         })
 
     @classmethod
@@ -52,6 +54,7 @@ class PendingRequest:
             steps=[Step.from_dict(s) for s in data["steps"]], locks=data["locks"],
             next_command=data.get("next_command"), thread_ts=data.get("thread_ts"),
             card_ts=data.get("card_ts", ""), job_id=data.get("job_id", ""),
+            submitted=data.get("submitted", bool(data.get("job_id"))),
         )
 
 
@@ -93,6 +96,8 @@ def pending_ids(redis: Redis) -> list[str]:
 
 @contextmanager
 def deciding(redis: Redis, request_id: str) -> Iterator[None]:
-    """Clicks on one request are handled one at a time (two approvers may click together)."""
-    with redis.lock(f"kubemaint:approval-lock:{request_id}", timeout=30, blocking_timeout=10):
+    """Clicks on one request are handled one at a time (two approvers may click together). A click
+    takes well under a second; the lock expires after 10 s so that one cut short by a crash holds
+    the card no longer. LockError if another click holds it for more than 10 s."""
+    with redis.lock(f"kubemaint:approval-lock:{request_id}", timeout=10, blocking_timeout=10):
         yield

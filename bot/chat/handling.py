@@ -49,6 +49,8 @@ class Request:
     thread_ts: str | None = None
     action_id: str = ""  # clicks
     value: str = ""
+    message_ts: str = ""  # the clicked card, and its text as Slack shows it
+    message_text: str = ""
 
 
 def first_delivery(redis: Redis, key: str) -> bool:
@@ -95,7 +97,8 @@ def handle(service: Kubemaint, request: Request) -> None:
         ts = service.chat.post(request.channel, f"<@{request.user}>: `/kubemaint {request.text}`")
         service.handle_message(Message(request.user, request.channel, ts, request.text))
     elif request.kind == "click":
-        service.handle_click(request.user, request.channel, request.action_id, request.value)
+        service.handle_click(request.user, request.channel, request.action_id, request.value,
+                             card=(request.message_ts, request.message_text))
     else:
         raise ValueError(f"unknown request kind {request.kind!r}")
 

@@ -80,6 +80,17 @@ def decided_card(request: ApprovalRequest, plan_lines: Sequence[str], now: float
     return [block.to_dict() for block in blocks]
 
 
+def forgotten_card(card_text: str, request_id: str) -> list[dict]:
+    """A card whose request kubemaint no longer has (a week old, or its Redis lost it): what it
+    asked, and no buttons, so nobody keeps clicking a dead card."""
+    blocks: list[Block] = [
+        _section("⚠️ *kubemaint no longer knows this request*: ask again for a new card."),
+        _section(clip(card_text or "(the card's text was not sent with the click)")),
+        ContextBlock(elements=[MarkdownTextObject(text=f"request `{escape(request_id)}`")]),
+    ]
+    return [block.to_dict() for block in blocks]
+
+
 def approval_fallback_text(request: ApprovalRequest) -> str:
     """Plain text for notifications and clients that cannot show blocks."""
     return f"<@{request.requester}> asks to run `{escape(request.command_text)}`: approval needed"

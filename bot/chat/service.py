@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import structlog
 from kubernetes.client.exceptions import ApiException
 from redis import Redis
+from redis.exceptions import LockError
 from urllib3.exceptions import HTTPError as TransportError
 
 from bot.chat import approval_store, authz, render
@@ -23,9 +24,9 @@ from bot.chat.outbox import new_ref
 from bot.chat.progress import remember_message
 from bot.contract import Asking, Plan
 from bot.contract.reports import progress_text, queued_view
-from bot.domain.ids import new_approval_id
+from bot.domain.ids import new_approval_id, new_job_id
 from bot.domain.text import MAX_MESSAGE_CHARS, escape
-from bot.engine import JobSpec, queue
+from bot.engine import JobSpec, get_job, queue
 from bot.engine.audit import audit
 
 log = structlog.get_logger("kubemaint.service")
@@ -151,9 +152,11 @@ class Kubemaint:
         return None
 
     def _submit(self, verb: str, plan: Plan | approval_store.PendingRequest, command_text: str, requester: str,
-                approvers: tuple[str, ...], channel: str, thread_ts: str | None) -> str:
+                approvers: tuple[str, ...], channel: str, thread_ts: str | None, job_id: str | None = None) -> str:
         spec = JobSpec.create(verb, command_text, requester, plan.steps, approvers=approvers, channel=channel,
-                              thread_ts=thread_ts, locks=plan.locks, next_command=plan.next_command)
+                              thread_ts=thread_ts, locks=plan.locks, next_command=plan.next_command, job_id=job_id)
+        if job_id and get_job(self.redis, job_id) is not None:
+            return job_id  # queued by a click that Redis cut short before it could say so
         # The message's ref is recorded before anything is queued, so the publisher always knows which
         # message to edit; the job is queued before its message, so a worker starts at once.
         ref = new_ref()
@@ -181,37 +184,64 @@ class Kubemaint:
 
     # -- clicks ----------------------------------------------------------------------------
 
-    def handle_click(self, user: str, channel: str, action_id: str, request_id: str) -> None:
+    def handle_click(self, user: str, channel: str, action_id: str, request_id: str,
+                     card: tuple[str, str] = ("", "")) -> None:
+        """An Approve or Deny click on the card `card` (its ts and text, as the click carried them)."""
         if action_id not in (render.APPROVE_ACTION_ID, render.DENY_ACTION_ID):
             return
-        with approval_store.deciding(self.redis, request_id):
-            pending = approval_store.load(self.redis, request_id)
-            if pending is None:
-                self.chat.ephemeral(channel, user, "This request no longer exists (kubemaint keeps requests for "
-                                                   "a week, and forgets them if its Redis loses its data): ask "
-                                                   "again for a new card.")
-                return
-            roles = authz.roles_of(user, self.chat.groups_of(user), self.settings.roles)
-            now = self.clock()
-            decision = decide(pending.request, user, roles, action_id, now)
-            if not decision.changed:
-                audit(self.redis, "approval.ignored", request=request_id, user=user, action=action_id,
-                      reason=decision.message)
-                self.chat.ephemeral(channel, user, decision.message, thread_ts=pending.thread_ts)
-                if pending.request.state(now) != "pending":
-                    # Buttons on a decided card: its redraw was lost (Redis went away mid-click, say).
-                    self._redraw_card(pending, now)
-                return
-            pending.request = decision.request
-            state = decision.request.state(now)
-            audit(self.redis, f"approval.{action_id}", request=request_id, user=user, state=state,
-                  command=pending.request.command_text)
-            if state == "approved":
-                pending.job_id = self._submit(pending.verb, pending, pending.request.command_text,
-                                              pending.request.requester, pending.request.approvers, channel,
-                                              pending.thread_ts)
-            approval_store.save(self.redis, pending, still_pending=state == "pending")
-            self._redraw_card(pending, now)
+        try:
+            with approval_store.deciding(self.redis, request_id):
+                self._decide(user, channel, action_id, request_id, card)
+        except LockError:
+            self.chat.ephemeral(channel, user, "Another click on this card is still being handled: try again in a "
+                                               "few seconds.")
+
+    def _decide(self, user: str, channel: str, action_id: str, request_id: str, card: tuple[str, str]) -> None:
+        pending = approval_store.load(self.redis, request_id)
+        if pending is None:
+            self.chat.ephemeral(channel, user, "This request no longer exists (kubemaint keeps requests for "
+                                               "a week, and forgets them if its Redis loses its data): ask "
+                                               "again for a new card.")
+            if card[0]:  # its buttons would only ever get this answer
+                self.chat.update(channel, card[0], f"kubemaint no longer knows request {request_id}",
+                                 blocks=render.forgotten_card(card[1], request_id))
+            return
+        roles = authz.roles_of(user, self.chat.groups_of(user), self.settings.roles)
+        now = self.clock()
+        decision = decide(pending.request, user, roles, action_id, now)
+        if not decision.changed:
+            audit(self.redis, "approval.ignored", request=request_id, user=user, action=action_id,
+                  reason=decision.message)
+            self.chat.ephemeral(channel, user, decision.message, thread_ts=pending.thread_ts)
+            if pending.request.state(now) == "approved" and pending.job_id:
+                self._submit_approved(pending, channel)  # the approving click was cut short
+            if pending.request.state(now) != "pending":
+                # Buttons on a decided card: its redraw was lost (Redis went away mid-click, say).
+                self._redraw_card(pending, now)
+            return
+        pending.request = decision.request
+        state = decision.request.state(now)
+        audit(self.redis, f"approval.{action_id}", request=request_id, user=user, state=state,
+              command=pending.request.command_text)
+        if state == "approved":
+            pending.job_id = new_job_id()
+        # The decision (and its job's id) is stored before the job is queued: a click cut short by
+        # Redis going away is finished by the next click, and never runs a second job.
+        # Until its job is queued an approved request stays listed, so the background sweep
+        # (`expire_requests`) queues it if nobody clicks again.
+        approval_store.save(self.redis, pending, still_pending=state == "pending" or state == "approved")
+        if state == "approved":
+            self._submit_approved(pending, channel)
+        self._redraw_card(pending, now)
+
+    def _submit_approved(self, pending: approval_store.PendingRequest, channel: str) -> None:
+        """Queue the job an approval asked for, once: `submitted` records that it was."""
+        if not pending.submitted:
+            request = pending.request
+            self._submit(pending.verb, pending, request.command_text, request.requester, request.approvers, channel,
+                         pending.thread_ts, job_id=pending.job_id)
+            pending.submitted = True
+        approval_store.save(self.redis, pending, still_pending=False)
 
     def _redraw_card(self, pending: approval_store.PendingRequest, now: float) -> None:
         request = pending.request
@@ -225,11 +255,16 @@ class Kubemaint:
         self.chat.update(request.channel, pending.card_ts, text, blocks=blocks)
 
     def expire_requests(self) -> int:
-        """Mark cards whose time ran out, so nobody approves a stale plan; returns how many."""
+        """Mark cards whose time ran out, so nobody approves a stale plan; returns how many. (And queue
+        the job of an approval whose click was cut short before it could.)"""
         now, expired = self.clock(), 0
         for request_id in approval_store.pending_ids(self.redis):
             with approval_store.deciding(self.redis, request_id):
                 pending = approval_store.load(self.redis, request_id)
+                if pending is not None and pending.request.state(now) == "approved":
+                    self._submit_approved(pending, pending.request.channel)
+                    self._redraw_card(pending, now)
+                    continue
                 if pending is None or pending.request.state(now) != "expired":
                     continue
                 approval_store.save(self.redis, pending, still_pending=False)

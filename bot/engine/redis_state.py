@@ -42,15 +42,27 @@ def persistence_warnings(redis: Redis) -> list[str]:
             save = "unknown"
         if save:
             warnings.append("Redis has append-only persistence off: a crash or restart loses what changed since its "
-                            f"last RDB snapshot (save {save}). Set appendonly yes and appendfsync everysec.")
+                            f"last RDB snapshot (save {save}). Set appendonly yes and appendfsync always.")
         else:
             warnings.append("Redis has no persistence (no append-only file, no snapshots): a restart loses every "
-                            "job, lock and approval. Set appendonly yes and appendfsync everysec.")
+                            "job, lock and approval. Set appendonly yes and appendfsync always.")
+    elif (fsync := _config(redis, "appendfsync")) not in ("always", None):
+        warnings.append(f"Redis syncs its append-only file {fsync}: a crash can lose up to 2 s of writes it "
+                        "already acknowledged (an approval, a chat edit, a step done). Set appendfsync always "
+                        "(kubemaint writes little: see docs/benchmarks.md).")
     policy = str(redis.info("memory").get("maxmemory_policy", "noeviction"))
     if policy != "noeviction":
         warnings.append(f"Redis's maxmemory-policy is {policy}: when memory runs short it may evict jobs, locks "
                         "and approvals. Set maxmemory-policy noeviction.")
     return warnings
+
+
+def _config(redis: Redis, name: str) -> str | None:
+    """A CONFIG value; None where CONFIG is disabled (managed Redis)."""
+    try:
+        return (redis.config_get(name) or {}).get(name)
+    except ResponseError:
+        return None
 
 
 def check(redis: Redis) -> list[str]:
