@@ -256,16 +256,16 @@ class Stack:
         self.redis.restart()
 
     def bot_handlers(self) -> list[int]:
-        """The pids of the bot's child processes (bot/chat/handling.py): its handlers and its
-        background process."""
+        """The pids of the bot's handler processes and its background process (bot/chat/handling.py):
+        the children of its fork server."""
         pids = []
         for pid in child_pids(self.bot.pid):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue  # gone meanwhile
-            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-                pids.append(pid)
+            if b"multiprocessing.forkserver" in cmdline:
+                pids.extend(child_pids(pid))
         return pids
 
     def _wait_for_bot(self) -> None:

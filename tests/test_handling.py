@@ -24,8 +24,9 @@ def alive(pid: int) -> bool:
                          ids=["stopped", "killed", "ctrl-c"])
 def test_handler_processes_end_with_the_bot(ending, group):
     with Stack(mode="socket", workers=0, supervise=False) as stack:  # the bot must stay dead
-        handlers = stack.bot_handlers()
-        assert len(handlers) == 3  # 2 handler processes and the background one
+        # 2 handler processes and the background one, forked once the bot is connected
+        handlers = wait_until(lambda: len(pids := stack.bot_handlers()) == 3 and pids, timeout=30,
+                              message="the bot's three child processes")
         if group:  # Ctrl-C in a terminal: the whole foreground process group
             os.killpg(stack.bot.pid, ending)
         else:  # the bot alone

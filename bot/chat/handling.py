@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("kubemaint.handling")
 THREADS_PER_PROCESS = 32
 SUPERVISE_INTERVAL = 1.0
+START_TIMEOUT = 60.0  # how long a request waits for the first children at start-up
 DELIVERY_TTL = 3600
+PRELOAD = ["bot.chat.preload"]  # what every child imports, loaded once by the fork server
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,13 @@ class Handlers:
     """
 
     def __init__(self, config_path: str | None, processes: int, threads: int = THREADS_PER_PROCESS) -> None:
-        # spawn, not fork: the parent runs threads (Socket Mode, bolt), and a forked copy of a
-        # process with threads can inherit a lock held mid-operation.
-        self._context = multiprocessing.get_context("spawn")
+        # forkserver, not fork: the parent runs threads (Socket Mode, bolt), and a forked copy of a
+        # process with threads can inherit a lock held mid-operation. The fork server is a fresh
+        # single-threaded process that imports the handlers' modules once (PRELOAD); each child is a
+        # fork of it, ready in a fraction of a second, where a spawned child paid ~2.8 s of CPU to
+        # import them again (and a restarted one kept Slack waiting that long).
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(PRELOAD)
         self._config_path = config_path
         self._threads = threads
         # One more process than handlers: the background one (the outbox's sender and the progress
@@ -124,22 +131,36 @@ class Handlers:
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._started = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="handler-supervisor", daemon=True)
 
     def start(self) -> None:
-        # Ctrl-C reaches the whole process group, but the bot decides when handlers stop. A child
-        # started while SIGINT is ignored ignores it from its first instruction, before it could
-        # die mid-import; only the main thread (where start() runs) may change the disposition.
-        # A handler started again later ignores SIGINT once run_handler begins.
+        """Start the fork server now, the children in the background: the fork server imports for a
+        few seconds before its first fork, and the bot connects to Slack meanwhile (requests wait
+        in `submit` until the children are there)."""
+        # Ctrl-C reaches the whole process group, but the bot decides when handlers stop. The fork
+        # server, started while SIGINT is ignored, hands that on to every child it forks, so a child
+        # ignores Ctrl-C from its first instruction; only the main thread (where start() runs) may
+        # change the disposition. (run_handler ignores it again, for good measure.)
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            for index in range(len(self._slots)):
-                self._spawn(index)
+            forkserver.ensure_running()
         finally:
             signal.signal(signal.SIGINT, previous)
+        threading.Thread(target=self._start_children, name="handler-start", daemon=True).start()
+
+    def _start_children(self) -> None:
+        for index in range(len(self._slots)):
+            if self._stop.is_set():
+                break
+            self._spawn(index)
+        self._started.set()
         self._supervisor.start()
 
     def submit(self, request: Request) -> None:
+        if not self._started.wait(timeout=START_TIMEOUT):
+            log.error("handler.not_started", key=request.key)
+            return
         with self._lock:  # one writer per pipe at a time, and no respawn in between
             slots = self._slots[: self._background]
             for _ in range(len(slots)):
@@ -151,6 +172,11 @@ class Handlers:
                     except OSError:
                         continue  # it died just now; the supervisor replaces it
             log.error("handler.none_alive", key=request.key)
+
+    def stop_replacing(self) -> None:
+        """From now on a child that dies stays dead: the bot is stopping (a SIGTERM to the process
+        group ends the children first, and their replacements would only be killed half started)."""
+        self._stop.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every child's pipe (each finishes its work and exits), then wait for them all within

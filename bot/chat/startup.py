@@ -10,6 +10,7 @@ import contextlib
 import gc
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from bot.chat.config import ConfigError, Settings, load_settings
@@ -83,13 +84,22 @@ def serve(config_path: str | None) -> int:
         else:
             app.start(port=settings.slack.http_port, path="/slack/events")
     finally:
+        handlers.stop_replacing()
         # Close the connection ourselves: a stop that lands while it is being opened otherwise leaves
-        # its threads running, and the process does not end.
+        # its threads running, and the process does not end. The close disconnects at once, then joins
+        # the receiving thread, which sits in websocket-client's select for up to its 10 s timeout: that
+        # wait is not ours to sit through (the threads are daemons and end with the process).
         if socket_mode is not None:
-            with contextlib.suppress(Exception):
-                socket_mode.close()
+            closing = threading.Thread(target=_close_quietly, args=(socket_mode,), name="socket-close", daemon=True)
+            closing.start()
+            closing.join(timeout=0.25)
         handlers.stop()
     return 0
+
+
+def _close_quietly(socket_mode: object) -> None:
+    with contextlib.suppress(Exception):
+        socket_mode.close()
 
 
 def worker(config_path: str | None, name: str | None, burst: bool) -> int:
