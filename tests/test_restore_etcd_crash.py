@@ -86,8 +86,14 @@ def test_a_worker_killed_in_a_step_is_replaced_and_the_restore_succeeds(stack: S
             Path(stored).unlink()
             held.rename(stored)
 
-    finished = chat.wait_job(job_id, ("succeeded", "failed", "halted", "cancelled"), timeout=150,
-                             what="another worker to finish the restore")
+    try:  # within pytest-timeout's 120 s for the whole case, so that a stall says where it is
+        finished = chat.wait_job(job_id, ("succeeded", "failed", "halted", "cancelled"), timeout=80,
+                                 what="another worker to finish the restore")
+    except TimeoutError as stalled:
+        now = get_job(chat.redis, job_id)
+        steps = [(s.action, s.state, s.runs, s.detail) for s in now.steps] if now else None
+        raise AssertionError(f"{stalled}: job {now and now.state} on {now and now.worker}, steps {steps}; "
+                             f"logs in {stack.workdir}:\n{stack.logs()}") from None
     step = next(s for s in finished.steps if s.action == f"restore_etcd.{action}")
     assert finished.state == "succeeded", f"{finished.state}: {[(s.action, s.state, s.detail) for s in finished.steps]}"
     assert finished.worker != record.worker
