@@ -18,7 +18,7 @@ from bot.contract import Operation, Plan, Policy
 from bot.domain.etcd_manifest import ManifestError, parse_etcd_manifest, with_data_dir
 from bot.domain.text import age, size
 from bot.engine import Step, StepContext, action
-from handlers.backup_etcd import ETCD_MANIFEST, control_planes
+from handlers.backup_etcd import ETCD_MANIFEST, control_planes, registry_objects
 
 MANIFESTS = "/etc/kubernetes/manifests"
 API_MANIFEST = f"{MANIFESTS}/kube-apiserver.yaml"
@@ -202,11 +202,27 @@ def check(ctx: StepContext, node: str, address: str | None, backup_id: str) -> s
     if node not in nodes:
         raise RestoreFailed(f"the API answers but does not list {node}: check `kubectl get nodes`. {_state(ctx, node)}")
     revision = kube.current_revision(ctx.resources["kube"])
+    counted = _objects_as_in_the_snapshot(ctx, node, address, backup_id)
     ctx.resources["ssh"].run(node, ["rm", "-rf", "--", WORK_DIR.format(backup_id=backup_id)], address=address,
                              sudo=True, deadline=60, job=ctx)
     old = ctx.job_data.get("old_data_dir", "/var/lib/etcd")
-    return (f"etcd restored from {backup_id}: the API answers with {len(nodes)} nodes at revision {revision}. "
-            f"Kept for a rollback on {node}: {old} and /etc/kubernetes/etcd.yaml.before-{backup_id}.")
+    return (f"etcd restored from {backup_id}: {counted}; the API answers with {len(nodes)} nodes at revision "
+            f"{revision}. Kept for a rollback on {node}: {old} and /etc/kubernetes/etcd.yaml.before-{backup_id}.")
+
+
+def _objects_as_in_the_snapshot(ctx: StepContext, node: str, address: str | None, backup_id: str) -> str:
+    """The restored etcd holds, at the snapshot's revision, as many API objects as the backup counted (what the
+    API wrote since it came back is at later revisions)."""
+    entry = ctx.resources["backups"].catalog.require(backup_id)
+    if entry.objects is None or entry.revision is None:
+        return "objects not compared (the backup predates counting them)"
+    etcd = _manifest(ctx, node, address)
+    restored = _guarded(ctx, node, "counting the restored objects",
+                        lambda: registry_objects(ctx.resources["ssh"], node, address, etcd, entry.revision, ctx))
+    if restored != entry.objects:
+        raise RestoreFailed(f"the restored etcd holds {restored} objects at revision {entry.revision}, the backup "
+                            f"counted {entry.objects}: compare with `kubectl get all -A`. {_state(ctx, node)}")
+    return f"{restored} objects at revision {entry.revision}, as in the snapshot"
 
 
 # -- helpers --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.backups import Catalog
 from tests.chat_driver import ALICE, BOB, CAROL, Chat, Stack, buttons, text_of
 
 API_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubemaint-restore"
@@ -27,6 +28,10 @@ def kubectl(stack: Stack, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+ETCDCTL = ("sudo etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt "
+           "--cert=/etc/kubernetes/pki/etcd/server.crt --key=/etc/kubernetes/pki/etcd/server.key")
+
+
 def backup(chat: Chat) -> str:
     final = text_of(chat.ask("backup etcd").wait_progress("succeeded", timeout=90, what="the backup"))
     return re.search(r"backup (b-[0-9a-f]{8})", final)[1]
@@ -35,6 +40,10 @@ def backup(chat: Chat) -> str:
 def test_restore_brings_back_what_was_deleted_after_the_snapshot(stack: Stack) -> None:
     chat = Chat(stack)
     backup_id = backup(chat)
+    entry = Catalog(chat.redis).get(backup_id)
+    listed = stack.lab.ssh("controlplane", f"{ETCDCTL} get /registry --prefix --keys-only --rev={entry.revision} "
+                                           "| grep -c ^/registry").stdout
+    assert entry.objects == int(listed) > 0, "the backup counts the API's objects at its revision"
     assert kubectl(stack, "delete", "deployment", "blue").returncode == 0
     assert "NotFound" in kubectl(stack, "get", "deployment", "blue").stderr
 
@@ -52,7 +61,8 @@ def test_restore_brings_back_what_was_deleted_after_the_snapshot(stack: Stack) -
 
     job_id = thread.approve(CAROL)
     final = text_of(thread.wait_progress("succeeded", timeout=180, what="the restore to finish"))
-    assert f"etcd restored from {backup_id}" in final
+    assert f"etcd restored from {backup_id}: {entry.objects} objects at revision {entry.revision}, as in the " \
+           "snapshot" in final
     assert kubectl(stack, "get", "deployment", "blue").returncode == 0, "blue is back"
     nodes = kubectl(stack, "get", "nodes", "--no-headers").stdout
     assert {line.split()[0] for line in nodes.splitlines()} == {"controlplane", "node01"}

@@ -59,6 +59,7 @@ class Entry:
     etcd_version: str = ""
     revision: int | None = None
     keys: int | None = None
+    objects: int | None = None  # the API's objects (keys under /registry) live at `revision`: a restore must match it
     job: str = ""  # the job that made it
 
     def __post_init__(self) -> None:

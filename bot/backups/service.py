@@ -51,8 +51,9 @@ class Backups:
         return f"{self.cluster}/{kind}/{backup_id}{SUFFIXES[kind]}"
 
     def save(self, local_path: Path, *, kind: str, requester: str, backup_id: str | None = None, node: str = "",
-             etcd_version: str = "", revision: int | None = None, keys: int | None = None, job: str = "",
-             expected_sha256: str | None = None, prune: bool = True) -> Entry:
+             etcd_version: str = "", revision: int | None = None, keys: int | None = None,
+             objects: int | None = None, job: str = "", expected_sha256: str | None = None,
+             prune: bool = True) -> Entry:
         """Store `local_path` and catalogue it; then remove what retention no longer keeps (a failure there is
         logged, not raised: the new backup is safe either way).
 
@@ -67,7 +68,7 @@ class Backups:
             raise ChecksumMismatch(location.url, expected_sha256.lower(), location.sha256)
         entry = Entry(id=backup_id, kind=kind, cluster=self.cluster, created_at=self.clock(), requester=requester,
                       key=key, location=location.url, size=location.size, sha256=location.sha256, node=node,
-                      etcd_version=etcd_version, revision=revision, keys=keys, job=job)
+                      etcd_version=etcd_version, revision=revision, keys=keys, objects=objects, job=job)
         self.catalog.add(entry)
         if prune:
             try:
