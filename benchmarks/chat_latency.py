@@ -11,8 +11,6 @@ Measures, against the whole stack (bot and worker processes, Redis, lab cluster)
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import sys
 import time
@@ -23,7 +21,7 @@ from redis import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.recording import replace_section
+from benchmarks.recording import replace_section, section
 from bot.engine.store import get_job
 from lab.stack import Stack
 from lab.testing import child_pids, cpu_seconds
@@ -137,15 +135,11 @@ def table(timings: dict[str, list[float]], users: int, mode: str) -> str:
 
 
 def record(path: Path, text: str, users: int, rounds: int) -> None:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## Chat latency ({stamp})\n\n`python benchmarks/chat_latency.py` on {platform.machine()}, "
-               f"2 cores: the bot (a Slack process and 2 handler processes) and {WORKERS} workers, Redis, "
-               "the Slack emulator and a lab cluster; "
-               f"{users} users, in pairs with a channel each, send `status`, then `cordon` of their own node, "
-               f"which the other user of the pair approves; {rounds} such bursts one after another "
-               "(cordon, uncordon, cordon...).\n\n"
-               f"{text}\n\n{ANALYSIS}\n")
-    replace_section(path, "Chat latency", section)
+    setup = (f"2 cores: the bot (a Slack process and 2 handler processes) and {WORKERS} workers, Redis, the Slack "
+             f"emulator and a lab cluster; {users} users, in pairs with a channel each, send `status`, then `cordon` "
+             f"of their own node, which the other user of the pair approves; {rounds} such bursts one after another "
+             "(cordon, uncordon, cordon...).")
+    replace_section(path, "Chat latency", section("Chat latency", "chat_latency.py", setup, f"{text}\n\n{ANALYSIS}"))
 
 
 def main() -> int:

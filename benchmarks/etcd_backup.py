@@ -11,8 +11,6 @@ is from the first refused probe to the first answered one, and the whole job's t
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import re
 import ssl
 import statistics
@@ -26,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.recording import replace_section
+from benchmarks.recording import publish
 from lab.stack import CHANNEL, USERS, Stack
 
 BOT = "U0BOT"
@@ -126,26 +124,14 @@ def run(rounds: int) -> str:
     return "\n".join(lines) + f"\n\nMedians of {rounds} rounds, (min-max) beside them."
 
 
-def record(path: Path, text: str) -> None:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## etcd backup and restore ({stamp})\n\n`python benchmarks/etcd_backup.py` on "
-               f"{platform.machine()}, 2 cores, lab time scale 0.2 (the kubelet's and etcd's waits are real).\n\n"
-               f"{text}\n")
-    replace_section(path, "etcd backup and restore", section)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--record", type=Path)
     args = parser.parse_args()
     started = time.monotonic()
-    text = run(args.rounds)
-    print(text)
-    print(f"total {time.monotonic() - started:.1f} s")
-    if args.record:
-        record(args.record, text)
-        print(f"recorded in {args.record}")
+    publish(run(args.rounds), record=args.record, heading="etcd backup and restore", script="etcd_backup.py",
+            setup="2 cores, lab time scale 0.2 (the kubelet's and etcd's waits are real).", started=started)
     return 0
 
 

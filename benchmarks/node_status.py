@@ -16,9 +16,7 @@ Against one lab with MACHINES nodes that are machines (`large:MACHINES:2:MACHINE
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
-import platform
 import statistics
 import sys
 import time
@@ -29,7 +27,7 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.recording import replace_section
+from benchmarks.recording import publish
 from bot.nodes import JobRef, NodeShell, SshConfig, survey
 from bot.nodes.survey import REBOOT_SCRIPT, ask_nodes, parse_reboot_need, read_facts
 from lab.stack import CHANNEL, Stack
@@ -138,14 +136,6 @@ def run(machines: int, rounds: int) -> str:
     return "\n".join(lines)
 
 
-def record(path: Path, text: str) -> None:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## Node status over SSH ({stamp})\n\n`python benchmarks/node_status.py` on "
-               f"{platform.machine()}, 2 cores; lab machines are real sshd processes on loopback "
-               f"addresses, the bot's side is paramiko (bot/nodes).\n\n{text}\n")
-    replace_section(path, "Node status over SSH", section)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--machines", type=int, default=30)
@@ -155,12 +145,9 @@ def main() -> int:
     # Every node command is logged (bot/nodes); thousands of those lines would bury the table.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     started = time.monotonic()
-    text = run(args.machines, args.rounds)
-    print(text)
-    print(f"total {time.monotonic() - started:.1f} s")
-    if args.record:
-        record(args.record, text)
-        print(f"recorded in {args.record}")
+    publish(run(args.machines, args.rounds), record=args.record, heading="Node status over SSH",
+            script="node_status.py", setup="2 cores; lab machines are real sshd processes on loopback addresses, "
+            "the bot's side is paramiko (bot/nodes).", started=started)
     return 0
 
 

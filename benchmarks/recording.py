@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import platform
+import time
 from pathlib import Path
 
 
@@ -14,3 +17,22 @@ def replace_section(path: Path, heading: str, section: str) -> None:
         end = existing.find("\n## ", start + 1)
         existing = existing[:start] + (existing[end:] if end != -1 else "")
     path.write_text(existing.rstrip("\n") + "\n" + section)
+
+
+def section(heading: str, script: str, setup: str, body: str) -> str:
+    """A benchmark's section: its heading with the time of the run, the command and machine, how it was set up,
+    then `body` (the results)."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"\n## {heading} ({stamp})\n\n`python benchmarks/{script}` on {platform.machine()}, {setup}\n\n{body}\n"
+
+
+def publish(text: str, *, record: Path | None, heading: str, script: str, setup: str,
+            started: float | None = None) -> None:
+    """Print the results (and the run's length, from `started`); with `record`, replace this benchmark's section
+    of that file with them."""
+    print(text)
+    if started is not None:
+        print(f"total {time.monotonic() - started:.1f} s")
+    if record:
+        replace_section(record, heading, section(heading, script, setup, text))
+        print(f"recorded in {record}")

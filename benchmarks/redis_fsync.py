@@ -12,9 +12,7 @@ the latency per write and the writes a second.
 from __future__ import annotations
 
 import argparse
-import datetime
 import logging
-import platform
 import statistics
 import sys
 import time
@@ -26,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import structlog
 from redis import Redis
 
-from benchmarks.recording import replace_section
+from benchmarks.recording import publish
 from bot.chat.outbox import Outbox
 from bot.engine.audit import audit
 from lab.redis_server import RedisServer
@@ -84,27 +82,16 @@ def run(writes: int) -> str:
                                f"{writes} writes per row: a reply queued, three edits, two audit entries per command.")
 
 
-def record(path: Path, text: str) -> None:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## Redis appendfsync always vs everysec ({stamp})\n\n`python benchmarks/redis_fsync.py` on "
-               f"{platform.machine()}, 2 cores, the lab's Redis on the machine's disk. kubemaint asks for "
-               "`always` (docs/operations.md): with `everysec` a Redis killed during a slow fsync loses up to 2 s "
-               "of acknowledged writes. A busy drain writes a few dozen times a second, so either mode has "
-               f"ample room.\n\n{text}\n")
-    replace_section(path, "Redis appendfsync always vs everysec", section)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--writes", type=int, default=6000)
     parser.add_argument("--record", type=Path)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # no audit lines
-    text = run(args.writes)
-    print(text)
-    if args.record:
-        record(args.record, text)
-        print(f"recorded in {args.record}")
+    publish(run(args.writes), record=args.record, heading="Redis appendfsync always vs everysec",
+            script="redis_fsync.py", setup="2 cores, the lab's Redis on the machine's disk. kubemaint asks for "
+            "`always` (docs/operations.md): with `everysec` a Redis killed during a slow fsync loses up to 2 s of "
+            "acknowledged writes. A busy drain writes a few dozen times a second, so either mode has ample room.")
     return 0
 
 

@@ -11,17 +11,10 @@ from redis import Redis
 
 from bot.backups import Backups, BackupStoreError, Catalog, ChecksumMismatch, LocalStore, UnknownBackup
 from bot.domain.ids import BACKUP_ID_PATTERN
+from tests.fake_clock import Clock
 
 pytest_plugins = ["tests.redis_fixtures"]
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from bot.domain.schedule import due_slot
 from bot.engine import Timings, get_job, list_jobs, resume
 from bot.engine.audit import read_audit
 from bot.engine.runner import StepRunner
+from tests.fake_clock import Clock
 
 pytest_plugins = ["tests.redis_fixtures"]
 EVERY_6H = "0 */6 * * *"
@@ -73,14 +74,6 @@ class Chat:
             self.posts.append((channel, text))
             self.refs.append(ref)
             return f"m-{len(self.posts)}"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

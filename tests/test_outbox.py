@@ -14,16 +14,9 @@ from slack_sdk.web import SlackResponse
 from bot.chat.outbox import Outbox, OutboxSender
 from bot.engine.audit import read_audit
 from lab.testing import wait_until
+from tests.fake_clock import Clock
 
 pytest_plugins = ["tests.redis_fixtures"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def refusal(error: str, status: int = 200, retry_after: int | None = None) -> SlackApiError:
@@ -67,7 +60,7 @@ class Slack:
 
 @pytest.fixture
 def world(r: Redis):
-    clock, slack = Clock(), Slack()
+    clock, slack = Clock(1_700_000_000.0), Slack()
     outbox = Outbox(r, lambda user: [], clock=clock, deadline_seconds=600)
     sender = OutboxSender(r, slack, clock=clock, pace=None)  # 429s only; the pace has its own test
     yield outbox, sender, slack, clock
@@ -209,7 +202,7 @@ def test_queued_messages_survive_a_restart_of_the_bot(r: Redis):
 
 
 def test_the_sender_keeps_slacks_pace_instead_of_collecting_429s(r: Redis):
-    clock, slack = Clock(), Slack()
+    clock, slack = Clock(1_700_000_000.0), Slack()
     outbox = Outbox(r, lambda user: [], clock=clock)
     sender = OutboxSender(r, slack, clock=clock, pace={"post": (1.0, 3)})
     try:

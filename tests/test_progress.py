@@ -11,6 +11,7 @@ from bot.chat.throttle import EditThrottle
 from bot.engine import JobSpec, Step, submit
 from bot.engine.ending import Ending, EndKind
 from bot.engine.store import job_key
+from tests.fake_clock import Clock
 
 pytest_plugins = ["tests.redis_fixtures"]
 
@@ -26,14 +27,6 @@ class Chat:
     def post(self, channel, text, *, thread_ts=None, blocks=None) -> str:
         self.posts.append((channel, text, thread_ts))
         return f"1700000100.{len(self.posts):06d}"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
