@@ -97,8 +97,12 @@ def _parse_words(words: list[str], operations: Registry) -> Command:
         return _parse_as(candidates[0], rest)
     # Several phrases start with this word: the one whose keywords were typed decides.
     ranked = sorted(candidates, key=lambda op: -_keywords_matched(op, rest))
-    if _keywords_matched(ranked[0], rest) > 0:
-        return _parse_as(ranked[0], rest)
+    best = _keywords_matched(ranked[0], rest)
+    if best > 0:
+        # "upgrade plan" / "upgrade plan VERSION": the same keywords, so the number of words typed decides.
+        tied = [op for op in ranked if _keywords_matched(op, rest) == best]
+        fitting = [op for op in tied if len(op.grammar.phrase) - 1 == len(_plain(op, rest))]
+        return _parse_as(fitting[0] if len(fitting) == 1 else ranked[0], rest)
     # No keyword decides ("status" / "status NODE"): the number of values typed does.
     fitting = [op for op in candidates if _arguments_only(op) and len(op.grammar.phrase) - 1 == len(_plain(op, rest))]
     if len(fitting) == 1:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import typing
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
@@ -120,17 +121,22 @@ class CheckpointData(MutableMapping[str, Any]):
     def __init__(self, initial: Mapping[str, Any], save: Callable[[dict[str, Any]], None]) -> None:
         self._data = dict(initial)
         self._save = save
+        # A step may work on several nodes in threads (an upgrade's wave): a change and its save go
+        # together, so a slower thread never writes back an older copy over a newer one.
+        self._lock = threading.RLock()
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._data[key] = value
-        self.save()
+        with self._lock:
+            self._data[key] = value
+            self.save()
 
     def __delitem__(self, key: str) -> None:
-        del self._data[key]
-        self.save()
+        with self._lock:
+            del self._data[key]
+            self.save()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -139,7 +145,8 @@ class CheckpointData(MutableMapping[str, Any]):
         return len(self._data)
 
     def save(self) -> None:
-        self._save(dict(self._data))
+        with self._lock:
+            self._save(dict(self._data))
 
     def __repr__(self) -> str:
         return f"CheckpointData({self._data!r})"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
@@ -67,6 +68,14 @@ def _leaving_key(node: str) -> str:
 
 def _pods_key(node: str) -> str:
     return f"drain {node}: pods"
+
+
+def forget_drain(job_data: MutableMapping[str, Any], node: str) -> None:
+    """Forget what this job's drain of `node` noted, so a later drain of it in the same job (the next
+    hop of an upgrade) plans, times and waits afresh."""
+    for key in (_started_key(node), _leaving_key(node), _pods_key(node)):
+        if key in job_data:
+            del job_data[key]
 
 
 def _deadline(ctx: StepContext, node: str, timeout_seconds: int) -> float:
