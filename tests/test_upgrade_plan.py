@@ -118,8 +118,8 @@ def test_the_seeds_upgrade_plan_shows_the_path_each_node_and_the_steps(seeds):
     assert "from v1.19.0 to v1.20.0: 1 hop (v1.20.0), 1 control plane and 1 worker" in text
     assert "First: an etcd snapshot on controlplane" in text
     assert ("controlplane (control plane): kubeadm 1.19.0-00 → 1.20.0-00, `kubeadm upgrade plan` check, "
-            "`kubeadm upgrade apply v1.20.0 -y`, drain (default: 2 x Deployment blue)") in text
-    assert "node01: kubeadm 1.19.0-00 → 1.20.0-00, `kubeadm upgrade node`, drain (default: 3 x Deployment blue)" in text
+            "`kubeadm upgrade apply v1.20.0 -y`, drain (default: 2 x Deployment blue") in text
+    assert "node01: kubeadm 1.19.0-00 → 1.20.0-00, `kubeadm upgrade node`, drain (default: 3 x Deployment blue" in text
     assert "Skew: within the policy at every hop" in text
     assert "Order on each hop: controlplane → node01" in text
     names = [s.name for s in plan.steps]
@@ -201,3 +201,19 @@ def test_skip_snapshot_is_shown_to_the_approver_and_drops_the_backup_steps(seeds
     plan = plan_of(facts_for(seeds), "upgrade to v1.20.0 --skip-snapshot")
     assert any("No etcd snapshot first (--skip-snapshot)" in line for line in plan.lines)
     assert not any(s.action.startswith("backup_etcd") for s in plan.steps)
+
+
+def test_a_node_already_at_the_hop_is_left_alone():
+    def cp_only(lab) -> None:
+        _at("v1.20.0")(lab)
+        lab.store.get("nodes", "", "node01")["status"]["nodeInfo"]["kubeletVersion"] = "v1.19.0"
+
+    snapshot = snapshot_of("seeds-upgrade", cp_only)
+    base = facts_for(snapshot)
+    machines = {**base.machines, "controlplane": NodePackages(
+        {"kubeadm": "1.20.0-00", "kubelet": "1.20.0-00", "kubectl": "1.20.0-00"}, frozenset(), base.machines[
+            "controlplane"].repo)}
+    plan = plan_of(UpgradeFacts(snapshot, machines, {}, LEGACY, None, "controlplane"), "upgrade to v1.20.0")
+    assert plan.refusal is None, plan.refusal
+    assert [s.name for s in plan.steps if s.action == "upgrade.nodes"] == ["v1.20.0 · node01"]
+    assert "  controlplane (control plane): already at v1.20.0" in plan.lines

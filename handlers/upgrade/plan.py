@@ -261,6 +261,9 @@ def _hop_lines(facts: UpgradeFacts, options: RolloutOptions, hop: Version, plane
     lines = [f"Hop {hop} (packages {package}):"]
     described = 0
     for plane in planes:
+        if not needs_hop(facts, plane.node, hop):
+            lines.append(f"  {plane.node} (control plane): already at {hop}")
+            continue
         kubeadm = ("`kubeadm upgrade plan` check, `kubeadm upgrade apply " + str(hop) + " -y`" if plane.role == "first"
                    else "`kubeadm upgrade node`")
         lines.append(f"  {plane.node} (control plane): {_node_needs(facts, plane.node, package, kubeadm, options)}")
@@ -272,7 +275,9 @@ def _hop_lines(facts: UpgradeFacts, options: RolloutOptions, hop: Version, plane
             break
         name = f"wave {index}/{len(grouped)}: " if len(wave) > 1 else ""
         for node in wave:
-            lines.append(f"  {name}{node}: {_node_needs(facts, node, package, '`kubeadm upgrade node`', options)}")
+            needs = (_node_needs(facts, node, package, "`kubeadm upgrade node`", options)
+                     if needs_hop(facts, node, hop) else f"already at {hop}")
+            lines.append(f"  {name}{node}: {needs}")
             described += 1
     lines.append("  After each node or wave: all nodes Ready and the evicted workloads available again.")
     return lines
@@ -304,6 +309,16 @@ def _drain_notes(snapshot: ClusterSnapshot, options: DrainOptions, involved: lis
     return lines
 
 
+def needs_hop(facts: UpgradeFacts, node: str, hop: Version) -> bool:
+    """Whether any part of `node` is still below `hop`: its kubelet (as the API reports it), its packages,
+    or (a control plane) its kube-apiserver. A node already there is left alone on that hop."""
+    versions = [reported(facts.snapshot.nodes[node].kubelet)]
+    machine = facts.machines.get(node)
+    versions += [package_kube_version(v) for v in machine.packages.values()] if machine else [None]
+    versions += [reported(v) for where, v in facts.snapshot.component_versions()["kube-apiserver"] if where == node]
+    return any(version is None or version < hop for version in versions)
+
+
 def _steps(facts: UpgradeFacts, options: RolloutOptions, path: list[Version], planes: list[NodeTarget],
            workers: list[str]) -> list[Step]:
     snapshot = facts.snapshot
@@ -315,13 +330,15 @@ def _steps(facts: UpgradeFacts, options: RolloutOptions, path: list[Version], pl
                   {"nodes": everyone, "cluster_version": str(current), "hops": [str(h) for h in path]})]
     if not getattr(options, "skip_snapshot", False):
         steps += list(plan_backup(snapshot, NoOptions()).steps)
-    grouped = waves(workers, options.max_unavailable)
     for hop in path:
         common = {"hop": str(hop), "package": _package_for(facts, hop), "options": drain}
         for plane in planes:
+            if not needs_hop(facts, plane.node, hop):
+                continue
             what = "kubeadm upgrade apply" if plane.role == "first" else "control plane"
             steps.append(Step(f"{hop} · {plane.node} ({what})", "upgrade.nodes",
                               {**common, "nodes": [plane.as_arg()]}))
+        grouped = waves([w for w in workers if needs_hop(facts, w, hop)], options.max_unavailable)
         for index, wave in enumerate(grouped, start=1):
             label = wave[0] if len(wave) == 1 else f"wave {index}/{len(grouped)}: {', '.join(wave)}"
             steps.append(Step(f"{hop} · {label}", "upgrade.nodes",
