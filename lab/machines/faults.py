@@ -7,7 +7,8 @@ import shlex
 from dataclasses import dataclass, field
 
 PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-KEYS = ("sshRefused", "dropAfterSeconds", "latencyMs", "failures", "hostKeyChanged")
+SUBCOMMAND_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=/@-]*$")
+KEYS = ("sshRefused", "dropAfterSeconds", "latencyMs", "failures", "hostKeyChanged", "kubeletFails")
 
 
 @dataclass(frozen=True)
@@ -15,8 +16,11 @@ class MachineFaults:
     ssh_refused: bool = False  # nothing listens on the machine's SSH port: connections are refused
     drop_after_seconds: float | None = None  # every SSH connection is cut this long after it began
     latency_ms: float = 0.0  # every SSH command waits this long before it runs
-    failures: dict[str, dict] = field(default_factory=dict)  # program -> {"exitCode", "stderr", "stdout"}
+    # "program [subcommand words]" -> {"exitCode", "stderr", "stdout"}: `kubeadm upgrade apply` fails
+    # while `kubeadm version` works (the longest key matching the command's leading words wins)
+    failures: dict[str, dict] = field(default_factory=dict)
     host_key_changed: bool = False  # the machine presents another host key than known_hosts has
+    kubelet_fails: bool = False  # a started kubelet exits at once (systemctl still says 0); cleared: it comes up
 
     @classmethod
     def from_dict(cls, data: object) -> MachineFaults:
@@ -25,7 +29,7 @@ class MachineFaults:
         unknown = sorted(set(data) - set(KEYS))
         if unknown:
             raise ValueError(f"unknown machine faults {', '.join(unknown)}; known: {', '.join(KEYS)}")
-        for key in ("sshRefused", "hostKeyChanged"):
+        for key in ("sshRefused", "hostKeyChanged", "kubeletFails"):
             if not isinstance(data.get(key, False), bool):
                 raise ValueError(f"{key} must be true or false")
         drop = data.get("dropAfterSeconds")
@@ -39,8 +43,13 @@ class MachineFaults:
             raise ValueError('failures must map a program to {"exitCode": N, "stderr": "..."}')
         checked = {}
         for program, failure in failures.items():
-            if not PROGRAM_NAME.match(program):
+            words = program.split() if isinstance(program, str) else []
+            if not words or not PROGRAM_NAME.match(words[0]):
                 raise ValueError(f"failures: {program!r} is not a program name")
+            bad = [w for w in words[1:] if not SUBCOMMAND_WORD.match(w)]
+            if bad:
+                raise ValueError(f"failures: {program!r}: {bad[0]!r} is not a subcommand word (flags are not matched)")
+            program = " ".join(words)
             if not isinstance(failure, dict) or set(failure) - {"exitCode", "stderr", "stdout"}:
                 raise ValueError(f'failures.{program} must be {{"exitCode": N, "stderr": "...", "stdout": "..."}}')
             code = failure.get("exitCode", 1)
@@ -49,20 +58,43 @@ class MachineFaults:
             checked[program] = {"exitCode": code, "stderr": str(failure.get("stderr", "")),
                                 "stdout": str(failure.get("stdout", ""))}
         return cls(data.get("sshRefused", False), None if drop is None else float(drop), float(latency), checked,
-                   data.get("hostKeyChanged", False))
+                   data.get("hostKeyChanged", False), data.get("kubeletFails", False))
 
     def as_dict(self) -> dict:
-        return {"sshRefused": self.ssh_refused, "dropAfterSeconds": self.drop_after_seconds,
-                "latencyMs": self.latency_ms, "failures": self.failures, "hostKeyChanged": self.host_key_changed}
+        shown = {"sshRefused": self.ssh_refused, "dropAfterSeconds": self.drop_after_seconds,
+                 "latencyMs": self.latency_ms, "failures": self.failures, "hostKeyChanged": self.host_key_changed}
+        if self.kubelet_fails:  # shown when set only: the earlier keys' shape stays as clients know it
+            shown["kubeletFails"] = True
+        return shown
+
+    def by_program(self) -> dict[str, dict[str, dict]]:
+        """{program: {subcommand words ("" for any): failure}}."""
+        grouped: dict[str, dict[str, dict]] = {}
+        for key, failure in self.failures.items():
+            program, _, words = key.partition(" ")
+            grouped.setdefault(program, {})[words] = failure
+        return grouped
 
     @property
     def any(self) -> bool:
         return self != MachineFaults()
 
 
-def shim(program: str, failure: dict) -> str:
+def shim(program: str, failures: dict[str, dict], shim_dirs: tuple[str, ...]) -> str:
     """A program that fails as told, put ahead of the real one on PATH (for programs the lab does
-    not provide itself; the lab's own programs read the fault from faults.json)."""
-    return (f"#!/bin/sh\n# {program} fails: a lab fault (PUT /_lab/machines/NAME/faults)\n"
-            f"printf '%s' {shlex.quote(failure['stdout'])}\nprintf '%s' {shlex.quote(failure['stderr'])} >&2\n"
-            f"exit {failure['exitCode']}\n")
+    not provide itself; the lab's own programs read the fault from faults.json). `failures` maps
+    subcommand words ("" for any) to a failure; a command no key matches runs the real program."""
+    lines = [f"#!/bin/sh\n# {program} fails: a lab fault (PUT /_lab/machines/NAME/faults)",
+             'words=""', 'for arg; do case "$arg" in -*) ;; *) words="$words $arg " ;; esac; done',
+             'words=$(printf "%s" "$words" | tr -s " ")', 'case "$words" in']
+    for words in sorted(failures, key=lambda w: -len(w.split())):
+        failure = failures[words]
+        pattern = shlex.quote(" " + " ".join(words.split()) + " ") + "*" if words else "*"
+        lines.append(f"  {pattern})\n    printf '%s' {shlex.quote(failure['stdout'])}\n"
+                     f"    printf '%s' {shlex.quote(failure['stderr'])} >&2\n    exit {failure['exitCode']} ;;")
+    lines.append("esac")
+    skipped = "|".join(shim_dirs)
+    lines += ['IFS=:', 'for dir in $PATH; do', f'  case "$dir" in {skipped}) continue ;; esac',
+              f'  if [ -x "$dir/{program}" ]; then unset IFS; exec "$dir/{program}" "$@"; fi', 'done',
+              f'echo "{program}: command not found" >&2', 'exit 127', '']
+    return "\n".join(lines)

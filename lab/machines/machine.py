@@ -26,6 +26,7 @@ from lab.machines.pods import PodRunner
 from lab.machines.programs import PROGRAMS, state
 from lab.machines.programs.boot import boot
 from lab.machines.programs.system import System
+from lab.machines.programs.systemctl import start
 from lab.machines.spec import MachineSpec
 
 log = logging.getLogger("lab.machines")
@@ -257,18 +258,21 @@ class Machine:
     async def set_faults(self, faults: MachineFaults) -> None:
         async with self._lock:
             old, self.faults = self.faults, faults
-            self.write(state.FAULTS, (json.dumps({"failures": faults.failures}, indent=1) + "\n").encode())
+            self.write(state.FAULTS, (json.dumps({"failures": faults.failures, "kubeletFails": faults.kubelet_fails},
+                                                 indent=1) + "\n").encode())
             if faults.latency_ms:
                 self.write(state.SESSION_DELAY, f"{faults.latency_ms / 1000:.3f}\n".encode())
             else:
                 self.remove(state.SESSION_DELAY)
-            for program in set(old.failures) - set(faults.failures):
+            for program in set(old.by_program()) - set(faults.by_program()):
                 for directory in FAULT_SHIM_DIRS:
                     self.remove(f"{directory}/{program}")
-            for program, failure in faults.failures.items():
+            for program, failures in faults.by_program().items():
                 if program not in PROGRAMS:
                     for directory in FAULT_SHIM_DIRS:
-                        self.write(f"{directory}/{program}", shim(program, failure).encode(), 0o755)
+                        self.write(f"{directory}/{program}", shim(program, failures, FAULT_SHIM_DIRS).encode(), 0o755)
+            if old.kubelet_fails and not faults.kubelet_fails:
+                self._kubelet_restarts()
             key_changed = old.host_key_changed != faults.host_key_changed
             if key_changed:
                 if faults.host_key_changed:
@@ -282,6 +286,18 @@ class Machine:
                 await self._stop_sshd()  # sshd reads its host key when it starts
             if not faults.ssh_refused and not self.sshd_listening:
                 await self._start_sshd()
+
+    def _kubelet_restarts(self) -> None:
+        """The kubeletFails fault is gone: systemd's next restart of the failing kubelet (Restart=always)
+        brings it up, running the kubelet installed now."""
+        system = System(self._root(), euid=0)
+        with system.lock(state.SERVICES_LOCK, wait=True):
+            services = state.services(system)
+            entry = services.get("kubelet")
+            if entry is None or not entry.get("activating"):
+                return
+            start(system, "kubelet", entry)
+            system.write_json(state.SERVICES, services)
 
     # -- watching -------------------------------------------------------------------------------
 

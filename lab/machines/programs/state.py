@@ -10,7 +10,8 @@ archive.json   what the package mirrors offer (written by the lab from the scena
 lists.json     what apt fetched at its last `apt-get update` (same shape as an archive entry)
 services.json  {unit: {"enabled", "active", "since", "version"?, "unitChanged"?}}
 boot.json      {"bootId", "kernel", "bootedAt", "boots"}
-faults.json    {"failures": {program: {"exitCode", "stderr", "stdout"}}} (written by the lab)
+faults.json    {"failures": {"program [subcommand...]": {"exitCode", "stderr", "stdout"}}, "kubeletFails": bool}
+               (written by the lab)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ LISTS = f"{STATE_DIR}/lists.json"
 SERVICES = f"{STATE_DIR}/services.json"
 BOOT = f"{STATE_DIR}/boot.json"
 FAULTS = f"{STATE_DIR}/faults.json"
+LAB_SETTINGS = f"{STATE_DIR}/lab.json"  # {"timeScale": the lab's}: kubeadm scales its timeouts by it
 # Seconds every SSH command waits before it runs (the lab's command-latency fault); read by
 # the session wrapper, a shell script, hence a plain number rather than JSON.
 SESSION_DELAY = f"{STATE_DIR}/session-delay"
@@ -65,7 +67,23 @@ def boot(system: System) -> dict:
     return system.read_json(BOOT, {})
 
 
-def failure(system: System, program: str) -> dict | None:
-    """The lab's fault for this program (PUT /_lab/machines/NAME/faults), if any."""
-    faults = system.read_json(FAULTS, {}) or {}
-    return (faults.get("failures") or {}).get(program)
+def faults(system: System) -> dict:
+    return system.read_json(FAULTS, {}) or {}
+
+
+def failure(system: System, program: str, args: list[str] | tuple[str, ...] = ()) -> dict | None:
+    """The lab's fault for this command (PUT /_lab/machines/NAME/faults), if any: a key names the
+    program and maybe its leading subcommand words (`kubeadm upgrade apply`), matched on the
+    command's leading words that are not flags; the longest matching key wins."""
+    words = [a for a in args if not a.startswith("-")]
+    best: tuple[int, dict] | None = None
+    for key, found in (faults(system).get("failures") or {}).items():
+        name, *subcommand = key.split()
+        if name == program and words[:len(subcommand)] == subcommand and (best is None or len(subcommand) > best[0]):
+            best = (len(subcommand), found)
+    return best[1] if best else None
+
+
+def kubelet_fails(system: System) -> bool:
+    """The lab's kubeletFails fault: a started kubelet exits at once, and systemd keeps restarting it."""
+    return bool(faults(system).get("kubeletFails"))

@@ -95,6 +95,7 @@ def control(system: System, verb: str, units: list[str]) -> int:
             entry = services[unit]
             if verb == "stop":
                 entry["active"] = False
+                entry.pop("activating", None)
                 entry["since"] = system.clock()
             elif verb in ("start", "restart", "reload-or-restart") or (verb == "try-restart" and entry["active"]):
                 if verb == "start" and entry["active"]:
@@ -105,13 +106,21 @@ def control(system: System, verb: str, units: list[str]) -> int:
 
 
 def start(system: System, unit: str, entry: dict) -> None:
-    """A (re)started kubelet runs the binary installed now: that is the version it reports."""
+    """A (re)started kubelet runs the binary installed now: that is the version it reports.
+
+    kubeadm's kubelet.service is Type=simple: `systemctl start` succeeds as soon as the process
+    is forked, even if the kubelet exits at once (the lab's kubeletFails fault); systemd then
+    restarts it every RestartSec, so the unit stays "activating (auto-restart)"."""
     entry["active"] = True
     entry["since"] = system.clock()
+    entry.pop("activating", None)
     if unit == "kubelet":
         installed = state.installed_version(system, "kubelet")
         if installed is None:
             entry["active"] = False
+        elif state.kubelet_fails(system):
+            entry["active"] = False
+            entry["activating"] = True
         else:
             entry["version"] = state.kube_version(installed)
 
@@ -123,10 +132,11 @@ def is_active(system: System, units: list[str], quiet: bool) -> int:
     services = _services(system)
     all_active = True
     for unit in units:
-        active = bool(services.get(unit, {}).get("active"))
+        entry = services.get(unit, {})
+        active = bool(entry.get("active"))
         all_active = all_active and active
         if not quiet:
-            system.out("active" if active else "inactive")
+            system.out("active" if active else "activating" if entry.get("activating") else "inactive")
     return 0 if all_active else 3
 
 
@@ -189,7 +199,8 @@ def status(system: System, units: list[str]) -> int:
             system.out()
         enabled = "enabled" if entry.get("enabled", True) else "disabled"
         active = (f"active (running) since {_since(entry)}; {_ago(system, entry)}" if entry.get("active")
-                  else f"inactive (dead) since {_since(entry)}; {_ago(system, entry)}")
+                  else f"activating (auto-restart) (Result: exit-code) since {_since(entry)}; {_ago(system, entry)}"
+                  if entry.get("activating") else f"inactive (dead) since {_since(entry)}; {_ago(system, entry)}")
         system.out(f"{'●' if entry.get('active') else '○'} {unit}.service - {UNITS[unit]}")
         system.out(f"     Loaded: loaded ({UNIT_FILES[unit]}; {enabled}; vendor preset: enabled)")
         if unit == "kubelet":
@@ -212,8 +223,10 @@ def show(system: System, units: list[str], args: list[str]) -> int:
         entry = services.get(unit)
         props = {
             "Id": f"{unit}.service",
-            "ActiveState": "active" if entry and entry.get("active") else "inactive",
-            "SubState": "running" if entry and entry.get("active") else "dead",
+            "ActiveState": "active" if entry and entry.get("active") else
+                           "activating" if entry and entry.get("activating") else "inactive",
+            "SubState": "running" if entry and entry.get("active") else
+                        "auto-restart" if entry and entry.get("activating") else "dead",
             "LoadState": "loaded" if entry else "not-found",
             "UnitFileState": ("enabled" if entry.get("enabled", True) else "disabled") if entry else "",
             "ActiveEnterTimestamp": _since(entry) if entry and entry.get("active") else "",
