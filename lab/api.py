@@ -89,7 +89,8 @@ class Api:
                 self.cluster._start_if_possible(obj)
         else:
             o.stamp(obj)
-            obj.setdefault("spec", {})
+            if resource.name != "configmaps":  # data, not spec and status
+                obj.setdefault("spec", {})
             if resource.name == "namespaces":
                 obj["status"] = {"phase": "Active"}
         if dry_run:
@@ -136,7 +137,7 @@ class Api:
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         if target.subresource == "status":
             new = {**copy.deepcopy(current), "status": new.get("status", {})}
-        else:
+        elif resource.name != "configmaps":
             new["status"] = copy.deepcopy(current.get("status", {}))
             if new.get("spec") != current.get("spec") and "generation" in current["metadata"]:
                 meta["generation"] = current["metadata"]["generation"] + 1

@@ -36,6 +36,7 @@ RESOURCES = [
     Resource("replicasets", "ReplicaSet", "apps", "v1", True, ("rs",), "replicaset", ("all",)),
     Resource("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), "daemonset", ("all",)),
     Resource("statefulsets", "StatefulSet", "apps", "v1", True, ("sts",), "statefulset", ("all",)),
+    Resource("configmaps", "ConfigMap", "", "v1", True, ("cm",), "configmap"),
     Resource("poddisruptionbudgets", "PodDisruptionBudget", "policy", "v1", True, ("pdb",),
              "poddisruptionbudget"),
 ]

@@ -36,13 +36,16 @@ class Scenario:
 
 
 def available() -> list[str]:
-    return [*sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")), "large:NODES:PODS_PER_NODE[:MACHINES][:etcd]"]
+    return [*sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")), "large:NODES:PODS_PER_NODE[:MACHINES][:etcd]",
+            "upgrade-fleet:WORKERS"]
 
 
 def load(spec: str) -> Scenario:
     """A scenario by name (lab/scenarios/NAME.yaml), by file path, or `large:N:P`."""
     if spec.startswith("large:"):
         return generate_large(spec)
+    if spec.startswith("upgrade-fleet:"):
+        return generate_upgrade_fleet(spec)
     path = Path(spec)
     if not path.suffix:
         path = SCENARIO_DIR / f"{spec}.yaml"
@@ -112,6 +115,57 @@ def generate_large(spec: str) -> Scenario:
                     nodes=nodes, objects=objects, machines={} if machine_count else False, store=store)
 
 
+FLEET_VERSION = "v1.28.15"
+
+
+def generate_upgrade_fleet(spec: str) -> Scenario:
+    """`upgrade-fleet:WORKERS`: a highly available kubeadm cluster to upgrade node by node. Three
+    tainted control planes (controlplane-1..3) and WORKERS workers (node01, ...), every one a machine at
+    v1.28.15 with pkgs.k8s.io's v1.28 repository (v1.29 needs the repository switched first);
+    kube-proxy, CoreDNS, and a few Deployments over the workers (about two pods a worker), each with a
+    PodDisruptionBudget that lets one pod go at a time, so draining one node at a time always ends."""
+    try:
+        _, workers_text = spec.split(":")
+        workers = int(workers_text)
+    except ValueError as exc:
+        raise ScenarioError(f"expected upgrade-fleet:WORKERS, got {spec!r}") from exc
+    if not 1 <= workers <= 200:
+        raise ScenarioError("upgrade-fleet:WORKERS needs 1 <= WORKERS <= 200")
+    nodes: list[dict] = [{"name": f"controlplane-{i}", "controlPlane": True, "tainted": True} for i in (1, 2, 3)]
+    nodes += [{"name": f"node{i:02d}"} for i in range(1, workers + 1)]
+    registry = manifests.registry(FLEET_VERSION)
+    objects = [
+        {"apiVersion": "apps/v1", "kind": "DaemonSet",
+         "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"k8s-app": "kube-proxy"}},
+         "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+                  "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                               "spec": {"priorityClassName": "system-node-critical",
+                                        "tolerations": [{"operator": "Exists"}],
+                                        "containers": [{"name": "kube-proxy",
+                                                        "image": f"{registry}/kube-proxy:{FLEET_VERSION}"}]}}}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                  "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
+                               "spec": {"priorityClassName": "system-cluster-critical",
+                                        "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                                                        {"key": "node-role.kubernetes.io/control-plane",
+                                                         "effect": "NoSchedule"}],
+                                        "containers": [{"name": "coredns",
+                                                        "image": f"{registry}/coredns/coredns:v1.10.1"}]}}}},
+    ]
+    apps = [("web", "shop", max(2, workers)), ("api", "shop", max(2, workers // 2)),
+            ("cache", "shop", max(2, workers // 3)), ("reports", "back-office", max(2, workers // 4))]
+    for name, namespace, replicas in apps:
+        objects.append(deployment(name, replicas, namespace, "nginx:1.25"))
+        budget = {"maxUnavailable": 1} if name != "api" else {"minAvailable": replicas - 1}
+        objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "spec": {**budget, "selector": {"matchLabels": {"app": name}}}})
+    return Scenario(name=f"upgrade-fleet-{workers}", version=FLEET_VERSION, nodes=nodes, objects=objects,
+                    seed=11, machines={"packageRepo": "pkgs"})
+
+
 def deployment(name: str, replicas: int, namespace: str = "default", image: str = "nginx") -> dict:
     return {
         "apiVersion": "apps/v1",
@@ -158,6 +212,23 @@ def build_nodes(scenario: Scenario, addresses: dict[str, str] | None = None,
             node["spec"]["unschedulable"] = True
         built.append(node)
     return built
+
+
+def kubeadm_config(version: str, endpoint: str) -> dict:
+    """kube-system/kubeadm-config as `kubeadm init` uploads it: the ClusterConfiguration whose
+    kubernetesVersion `kubeadm upgrade apply` updates and `kubeadm upgrade node` reads."""
+    minor = parse(version)[1]
+    api = "v1beta2" if minor < 22 else "v1beta3" if minor < 31 else "v1beta4"
+    cluster = (f"apiServer:\n  extraArgs:\n    authorization-mode: Node,RBAC\n  timeoutForControlPlane: 4m0s\n"
+               f"apiVersion: kubeadm.k8s.io/{api}\ncertificatesDir: /etc/kubernetes/pki\nclusterName: kubernetes\n"
+               f"controlPlaneEndpoint: {endpoint}\ncontrollerManager: {{}}\ndns:\n  type: CoreDNS\netcd:\n  local:\n"
+               f"    dataDir: /var/lib/etcd\nimageRepository: {manifests.registry(version)}\n"
+               f"kind: ClusterConfiguration\n"
+               f"kubernetesVersion: {version}\nnetworking:\n  dnsDomain: cluster.local\n  podSubnet: 10.244.0.0/16\n"
+               f"  serviceSubnet: 10.96.0.0/12\nscheduler: {{}}\n")
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+            "data": {"ClusterConfiguration": cluster}}
 
 
 def static_pods(node: dict, version: str) -> list[dict]:

@@ -164,12 +164,18 @@ class Lab:
             world.store.put("namespaces", o.namespace(name))
         node_info = {} if self.fleet is None else {
             s.name: {"osImage": s.image.pretty_name, "kernelVersion": s.kernel} for s in self.fleet.specs}
+        kubeadm_config = None
         for node in scenario.build_nodes(scn, self.addresses, node_info):
             world.store.put("nodes", node)
             spec = next(n for n in scn.nodes if n["name"] == node["metadata"]["name"])
             if spec.get("controlPlane"):
                 for pod in scenario.static_pods(node, spec.get("version", scn.version)):
                     world.store.put("pods", pod)
+                if kubeadm_config is None:
+                    kubeadm_config = scenario.kubeadm_config(spec.get("version", scn.version),
+                                                             f"{o.node_address(node)}:6443")
+        if kubeadm_config is not None:
+            world.api.create(Target(resources.BY_NAME["configmaps"], "kube-system"), kubeadm_config, dry_run=False)
         for manifest in scn.objects:
             kind = manifest.get("kind")
             resource = resources.BY_KIND.get(kind)

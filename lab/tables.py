@@ -215,6 +215,9 @@ PRINTERS: dict[str, Printer] = {
     "poddisruptionbudgets": ([NAME, _col("Min Available"), _col("Max Unavailable"),
                               _col("Allowed Disruptions", "integer"), AGE], _pdb_row),
     "namespaces": ([NAME, _col("Status"), AGE], _namespace_row),
+    "configmaps": ([NAME, _col("Data", "integer"), AGE],
+                   lambda obj: [obj["metadata"]["name"], len(obj.get("data") or {}) + len(obj.get("binaryData") or {}),
+                                age(obj)]),
 }
 
 

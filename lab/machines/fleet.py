@@ -96,7 +96,7 @@ class Fleet:
             python=python, source=str(source), api_server=api_server, token=token, ca_pem=ca_cert,
             cluster=pki.cluster_authorities(pki.Authority.load(ca_cert, ca_key)), login_key=self.login_key,
             host_passwd=Path("/etc/passwd").read_text(), host_group=Path("/etc/group").read_text(),
-            hidden=(str(hide or workdir),))
+            hidden=(str(hide or workdir),), time_scale=self.lab.time_scale)
         kubectl = shutil.which("kubectl")
         kubectl = os.path.realpath(kubectl) if kubectl else ""
         for machine_spec in self.specs:

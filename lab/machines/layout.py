@@ -59,6 +59,7 @@ class World:
     host_passwd: str
     host_group: str
     hidden: tuple[str, ...] = ()  # host directories no machine may see into (where the machines' files are)
+    time_scale: float = 1.0  # the lab's --time-scale: the machines' programs scale their timeouts by it
 
 
 INIT_SCRIPT = r"""#!/bin/sh
@@ -319,7 +320,7 @@ def packages(spec: MachineSpec) -> dict:
     return {"packages": installed, "kernels": [spec.kernel]}
 
 
-def machine_state(spec: MachineSpec) -> list[Entry]:
+def machine_state(spec: MachineSpec, time_scale: float = 1.0) -> list[Entry]:
     archive = {"kubernetes": spec.latest_patch,
                "os": {"mirror": spec.image.mirror, "codename": spec.image.codename, "updates": spec.updates}}
     # As if `apt-get update` had just run: what the archive offers is known.
@@ -334,7 +335,8 @@ def machine_state(spec: MachineSpec) -> list[Entry]:
 
     return [Entry(state.STATE_DIR, None, 0o755, opaque=True),
             Entry(state.PACKAGES, as_json(packages(spec))), Entry(state.ARCHIVE, as_json(archive)),
-            Entry(state.LISTS, as_json(lists)), Entry(state.SERVICES, as_json(services))]
+            Entry(state.LISTS, as_json(lists)), Entry(state.SERVICES, as_json(services)),
+            Entry(state.LAB_SETTINGS, as_json({"timeScale": time_scale}))]
 
 
 def system(spec: MachineSpec, world: World, host_key: KeyPair, port: int) -> list[Entry]:
@@ -365,4 +367,5 @@ def system(spec: MachineSpec, world: World, host_key: KeyPair, port: int) -> lis
 
 def fresh_machine(spec: MachineSpec, world: World, host_key: KeyPair, port: int) -> list[Entry]:
     """Every file a fresh machine has on top of the host's, parents before children."""
-    return [*system(spec, world, host_key, port), *users(world), *kubernetes(spec, world), *machine_state(spec)]
+    return [*system(spec, world, host_key, port), *users(world), *kubernetes(spec, world),
+            *machine_state(spec, world.time_scale)]

@@ -13,22 +13,13 @@ import orjson
 import yaml
 
 from lab import objects as o
+from lab.machines.programs.releases import ETCD_VERSIONS as ETCD_VERSIONS  # kubeadm's, shared with its machines
+from lab.machines.programs.releases import etcd_version, registry
 from lab.versions import parse
 
-ETCD_VERSIONS = {19: "3.4.13-0", 20: "3.4.13-0", 21: "3.4.13-0", 22: "3.5.0-0", 23: "3.5.1-0", 24: "3.5.3-0",
-                 25: "3.5.4-0", 26: "3.5.6-0", 27: "3.5.7-0"}
-LATEST_ETCD = "3.5.9-0"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 MANIFESTS_DIR = "/etc/kubernetes/manifests"
 SYSTEM_NODE_CRITICAL = 2000001000
-
-
-def registry(version: str) -> str:
-    return "k8s.gcr.io" if parse(version)[1] < 25 else "registry.k8s.io"
-
-
-def etcd_version(version: str) -> str:
-    return ETCD_VERSIONS.get(parse(version)[1], LATEST_ETCD)
 
 
 def _host_path(name: str, path: str, kind: str = "DirectoryOrCreate") -> dict:

@@ -91,10 +91,16 @@ def kubeadm_version(system: System, version: str, args: list[str]) -> int:
     return 0
 
 
-KUBEADM_COMMANDS: dict[str, Callable[[System, str, list[str]], int]] = {"version": kubeadm_version}
+def kubeadm_upgrade(system: System, version: str, args: list[str]) -> int:
+    from lab.machines.programs.kubeadm_upgrade import kubeadm_upgrade as upgrade
+
+    return upgrade(system, version, args)
+
+
+KUBEADM_COMMANDS: dict[str, Callable[[System, str, list[str]], int]] = {"version": kubeadm_version,
+                                                                         "upgrade": kubeadm_upgrade}
 # Real kubeadm commands the lab does not simulate (yet): named, so they are not "unknown".
-KUBEADM_UNSIMULATED = ("init", "join", "reset", "token", "certs", "config", "kubeconfig", "alpha", "completion",
-                       "upgrade")
+KUBEADM_UNSIMULATED = ("init", "join", "reset", "token", "certs", "config", "kubeconfig", "alpha", "completion")
 
 
 def kubeadm(system: System, args: list[str]) -> int:
@@ -106,7 +112,8 @@ def kubeadm(system: System, args: list[str]) -> int:
     if command in KUBEADM_COMMANDS:
         return KUBEADM_COMMANDS[command](system, version, args[args.index(command) + 1:])
     if not command:
-        system.out("Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  version     Print the version of kubeadm")
+        system.out("Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  upgrade     Upgrade your cluster smoothly "
+                   "to a newer version with this command\n  version     Print the version of kubeadm")
         return 0
     if command in KUBEADM_UNSIMULATED:
         system.err(f"kubeadm {command}: not simulated by the lab's machines")
