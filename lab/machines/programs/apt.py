@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lab.machines.programs import packaging, repos, state
+from lab.machines.programs.aptconfig import AptDirs, missing_lists_dir, source_lines
 from lab.machines.programs.cache import DPKG_STATUS, Cache
 from lab.machines.programs.system import LockHeld, System
 from lab.machines.programs.transaction import Transaction, install, upgrade
@@ -65,15 +66,22 @@ class Usage(Exception):
 
 
 def parse(args: list[str]) -> tuple[dict, list[str]]:
-    options = {"yes": False, "simulate": False, "allow_held": False, "allow_downgrades": False, "quiet": 0}
+    options = {"yes": False, "simulate": False, "allow_held": False, "allow_downgrades": False, "quiet": 0,
+               "config": []}
     words: list[str] = []
-    pending_value = False
+    pending_value = ""
     for arg in args:
         if pending_value:
-            pending_value = False
+            if pending_value in ("-o", "--option"):
+                options["config"].append(arg)
+            pending_value = ""
         elif arg in VALUE_OPTIONS:
-            pending_value = True
-        elif arg.startswith("-o") or arg.startswith("--option=") or arg.startswith("-t"):
+            pending_value = arg
+        elif arg.startswith("--option="):
+            options["config"].append(arg.split("=", 1)[1])
+        elif arg.startswith("-o"):
+            options["config"].append(arg[2:])
+        elif arg.startswith("-t"):
             continue
         elif arg in ("-q", "--quiet"):
             options["quiet"] += 1
@@ -113,6 +121,11 @@ def apt_get(system: System, args: list[str]) -> int:
         system.out(APT_GET_USAGE)
         return 1
     command, targets = words[0], words[1:]
+    try:
+        options["dirs"] = AptDirs.from_options(options["config"])
+    except ValueError as exc:
+        system.err(str(exc))
+        return 100
     if command == "update":
         return update(system, options)
     if command in ("install", "upgrade", "dist-upgrade", "full-upgrade", "remove", "purge"):
@@ -129,68 +142,90 @@ def say(system: System, options: dict, text: str) -> None:
 
 
 def update(system: System, options: dict) -> int:
-    if not system.is_root:
+    dirs: AptDirs = options["dirs"]
+    lock = "/var/lib/apt/lists/lock" if dirs.own_lists else dirs.lock_file
+    denied = (f"E: Could not open lock file {lock} - open (13: Permission denied)\n"
+              f"E: Unable to lock directory {dirs.lists}/")
+    if not system.is_root and dirs.own_lists:
         say(system, options, "Reading package lists...")
-        system.err("E: Could not open lock file /var/lib/apt/lists/lock - open (13: Permission denied)\n"
-                   "E: Unable to lock directory /var/lib/apt/lists/")
+        system.err(denied)
+        return 100
+    missing = missing_lists_dir(system, dirs)
+    if missing:
+        system.err(missing)
         return 100
     try:
-        with system.lock(state.LISTS_LOCK, wait=False):
-            return _update(system, options)
+        with system.lock(dirs.lock_file, wait=False):
+            return _update(system, options, dirs)
+    except PermissionError:
+        say(system, options, "Reading package lists...")
+        system.err(denied)
+        return 100
     except LockHeld as held:
-        system.err(LOCK_HELD.format(path=state.LISTS_LOCK, holder=held.holder) +
-                   "\nE: Unable to lock directory /var/lib/apt/lists/")
+        system.err(LOCK_HELD.format(path=lock, holder=held.holder) + f"\nE: Unable to lock directory {dirs.lists}/")
         return 100
 
 
-def _update(system: System, options: dict) -> int:
+def _update(system: System, options: dict, dirs: AptDirs) -> int:
     archive = system.read_json(state.ARCHIVE, {}) or {}
-    previous = system.read_json(state.LISTS, {}) or {}
-    os_archive = archive.get("os") or {}
+    previous = system.read_json(dirs.lists_file, {}) or {}
+    os_archive = (archive.get("os") or {}) if dirs.with_os_archive else {}
     mirror, codename = os_archive.get("mirror", ""), os_archive.get("codename", "")
-    lines = [f"Hit:1 {mirror} {codename} InRelease"]
-    updates = os_archive.get("updates") or {}
+    lines: list[str] = []
     fetched = 0
-    if updates != (previous.get("os") or {}).get("updates"):
-        lines.append(f"Get:2 {mirror} {codename}-updates InRelease [88.7 kB]")
-        fetched += 88
-    else:
-        lines.append(f"Hit:2 {mirror} {codename}-updates InRelease")
-    new_lists = {"os": {"mirror": mirror, "codename": codename, "updates": updates}, "kubernetes": {}}
-    sources = system.read_text(state.KUBERNETES_LIST, "") or ""
-    repo, unknown_line = repos.parse_sources(sources)
-    failure = ""
-    if repo is not None and repos.exists(archive, repo):
-        new_lists["kubernetes"] = {"repo": {"kind": repo.kind, "minor": repo.minor},
-                                   "packages": repos.index(archive, repo)}
-        was = (previous.get("kubernetes") or {}).get("repo")
-        if was == new_lists["kubernetes"]["repo"]:
-            lines.append(f"Hit:3 {repo.fetch_name()}")
+    new_lists: dict = {"kubernetes": {}}
+    if dirs.with_os_archive:
+        lines.append(f"Hit:1 {mirror} {codename} InRelease")
+        updates = os_archive.get("updates") or {}
+        if updates != (previous.get("os") or {}).get("updates"):
+            lines.append(f"Get:2 {mirror} {codename}-updates InRelease [88.7 kB]")
+            fetched += 88
         else:
-            lines.append(f"Get:3 {repo.fetch_name()} [1,189 B]")
-            fetched += 12
-    elif repo is not None:
-        progress, failure = UPDATE_ERROR
-        lines.append(progress.format(n=3, fetch=repo.fetch_name()))
-        failure = failure.format(url=repo.url)
-    elif unknown_line:
-        url = next((w for w in unknown_line.split() if "://" in w), unknown_line)
-        lines.append(f"Ign:3 {url} InRelease\nErr:3 {url} Release\n  Could not resolve host")
-        failure = f"E: The repository '{url} Release' does not have a Release file."
+            lines.append(f"Hit:2 {mirror} {codename}-updates InRelease")
+        new_lists["os"] = {"mirror": mirror, "codename": codename, "updates": updates}
+    was = [entry.get("repo") for entry in [previous.get("kubernetes") or {}, *(previous.get("kubernetesMore") or [])]]
+    fetched_repos: list[dict] = []
+    failures: list[str] = []
+    for line in source_lines(system, dirs):
+        number = len(lines) + 1
+        repo = repos.parse_line(line)
+        if repo is not None and repos.exists(archive, repo):
+            entry = {"repo": {"kind": repo.kind, "minor": repo.minor}, "packages": repos.index(archive, repo)}
+            if entry["repo"] in [e["repo"] for e in fetched_repos]:
+                continue
+            fetched_repos.append(entry)
+            if entry["repo"] in was:
+                lines.append(f"Hit:{number} {repo.fetch_name()}")
+            else:
+                lines.append(f"Get:{number} {repo.fetch_name()} [1,189 B]")
+                fetched += 12
+        elif repo is not None:
+            progress, failure = UPDATE_ERROR
+            lines.append(progress.format(n=number, fetch=repo.fetch_name()))
+            failures.append(failure.format(url=repo.url))
+        else:
+            url = next((w for w in line.split() if "://" in w), line)
+            lines.append(f"Ign:{number} {url} InRelease\nErr:{number} {url} Release\n  Could not resolve host")
+            failures.append(f"E: The repository '{url} Release' does not have a Release file.")
+    if fetched_repos:
+        new_lists["kubernetes"] = fetched_repos[0]
+        if fetched_repos[1:]:
+            new_lists["kubernetesMore"] = fetched_repos[1:]
     if fetched:
         lines.append(f"Fetched {fetched}.{fetched % 10} kB in 1s ({fetched}.{fetched % 10} kB/s)")
     lines.append("Reading package lists...")
     for line in lines:
         say(system, options, line)
-    system.write_json(state.LISTS, new_lists)
-    if failure:
-        system.err(failure)
+    system.write_json(dirs.lists_file, new_lists)
+    if failures:
+        system.err("\n".join(failures))
         return 100
     return 0
 
 
-def _cache(system: System) -> Cache:
-    return Cache(state.packages(system), system.read_json(state.LISTS, {}) or {})
+def _cache(system: System, dirs: AptDirs | None = None) -> Cache:
+    lists_file = (dirs or AptDirs()).lists_file
+    return Cache(state.packages(system), system.read_json(lists_file, {}) or {})
 
 
 def change(system: System, options: dict, command: str, targets: list[str]) -> int:
@@ -215,7 +250,7 @@ def change(system: System, options: dict, command: str, targets: list[str]) -> i
 def _change(system: System, options: dict, command: str, targets: list[str]) -> int:
     for line in ("Reading package lists...", "Building dependency tree...", "Reading state information..."):
         say(system, options, line)
-    cache = _cache(system)
+    cache = _cache(system, options.get("dirs"))
     if command in ("remove", "purge"):
         return _remove(system, options, cache, targets)
     if command == "install":
@@ -371,12 +406,17 @@ def housekeeping(system: System, options: dict, command: str) -> int:
 
 
 def apt_cache(system: System, args: list[str]) -> int:
-    words = [a for a in args if not a.startswith("-")]
+    options, words = _cache_args(args)
     if not words:
         system.out(APT_CACHE_USAGE)
         return 1
     command, names = words[0], words[1:]
-    cache = _cache(system)
+    try:
+        dirs = AptDirs.from_options(options)
+    except ValueError as exc:
+        system.err(str(exc))
+        return 100
+    cache = _cache(system, dirs)
     if command == "madison":
         for name in names:
             for available in cache.versions(name):
@@ -392,6 +432,25 @@ def apt_cache(system: System, args: list[str]) -> int:
         return 100
     system.err(f"E: Invalid operation {command}")
     return 100
+
+
+def _cache_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(the values of -o, the words): apt-cache's other options change nothing the lab shows."""
+    config, words, pending = [], [], ""
+    for arg in args:
+        if pending:
+            if pending in ("-o", "--option"):
+                config.append(arg)
+            pending = ""
+        elif arg in VALUE_OPTIONS:
+            pending = arg
+        elif arg.startswith("--option="):
+            config.append(arg.split("=", 1)[1])
+        elif arg.startswith("-o") and len(arg) > 2:
+            config.append(arg[2:])
+        elif not arg.startswith("-"):
+            words.append(arg)
+    return config, words
 
 
 def _policy(system: System, cache: Cache, name: str) -> None:

@@ -30,7 +30,8 @@ class Cache:
     def __init__(self, dpkg: dict, lists: dict) -> None:
         self.installed: dict[str, dict] = dpkg.get("packages") or {}
         self.available: dict[str, list[Available]] = {}
-        self._add_kubernetes(lists.get("kubernetes") or {})
+        for fetched in [lists.get("kubernetes") or {}, *(lists.get("kubernetesMore") or [])]:
+            self._add_kubernetes(fetched)
         self._add_os(lists.get("os") or {})
         for versions in self.available.values():
             versions.sort(key=lambda a: sort_key(a.version), reverse=True)

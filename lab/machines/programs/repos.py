@@ -56,6 +56,18 @@ class Repo:
         return f"{patch_version}-00" if self.kind == "legacy" else f"{patch_version}-1.1"
 
 
+def is_kubernetes_line(line: str) -> bool:
+    return any(host in line for host in ("apt.kubernetes.io", "packages.cloud.google.com/apt", "pkgs.k8s.io"))
+
+
+def parse_line(line: str) -> Repo | None:
+    """The Kubernetes repo one `deb` line names; None: one the lab does not know."""
+    if "apt.kubernetes.io" in line or "packages.cloud.google.com/apt" in line:
+        return Repo("legacy")
+    match = PKGS_LINE.search(line + " ")
+    return Repo("pkgs", f"{match[1]}.{match[2]}") if match else None
+
+
 def parse_sources(text: str) -> tuple[Repo | None, str]:
     """The Kubernetes repo a sources.list file names, or (None, the offending line) when a
     `deb` line names something the lab does not know ('' when there is no such line)."""
