@@ -61,18 +61,18 @@ def test_one_minor_per_hop_through_the_newest_patch_of_each_minor():
 
 
 def test_downgrades_and_versions_not_in_the_repo_are_refused_with_what_is_there():
-    with pytest.raises(PathError, match="older than the cluster's v1.20.0: kubemaint does not downgrade"):
+    with pytest.raises(PathError, match=r"older than the cluster's v1.20.0: kubemaint does not downgrade"):
         hops(v("v1.20.0"), v("v1.19.0"), LEGACY)
     with pytest.raises(PathError, match=r"v1.20.99 is not in the package repo: the v1.20 patches there are "
                                         r"v1.20.0 to v1.20.15"):
         hops(v("v1.19.0"), v("v1.20.99"), LEGACY)
-    with pytest.raises(PathError, match="it has no v1.25 packages"):
+    with pytest.raises(PathError, match=r"it has no v1.25 packages"):
         hops(v("v1.19.0"), v("v1.25.0"), LEGACY)
 
 
 def test_a_missing_minor_on_the_way_is_named():
     gappy = offer_from(["1.19.0-00", "1.21.0-00"])
-    with pytest.raises(PathError, match="no v1.20 packages, and kubeadm cannot skip a minor"):
+    with pytest.raises(PathError, match=r"no v1.20 packages, and kubeadm cannot skip a minor"):
         hops(v("v1.19.0"), v("v1.21.0"), gappy)
 
 
