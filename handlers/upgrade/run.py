@@ -22,6 +22,7 @@ from bot.cluster import kube
 from bot.cluster.snapshot import node_from_api
 from bot.domain.etcd_manifest import ManifestError, parse_etcd_manifest
 from bot.domain.skew import NodeVersions, check_skew
+from bot.domain.text import clip
 from bot.domain.upgrade_path import reported
 from bot.domain.versions import parse_version
 from bot.engine import JobCancelled, JobState, StepContext, action, list_jobs
@@ -36,6 +37,7 @@ COMMAND_SECONDS = 60
 STATIC_POD_SECONDS = 300  # the kubelet restarts the control plane's static pods after kubeadm rewrites them
 POLL_SECONDS = 0.5
 CORDONED = "upgrade: cordoned"  # job data: the nodes this job cordoned (only those are uncordoned)
+MAX_REASON_CHARS = 400  # per failed node: the failure must stay readable in the job's message
 PHASES = ("packages", "kubeadm", "cordon", "drain", "kubelet", "ready", "uncordon")
 
 
@@ -184,21 +186,25 @@ def upgrade_nodes(ctx: StepContext, nodes: list[dict], hop: str, package: str, o
 
 def _failure_text(ctx: Any, targets: list[Target], hop: str, results: dict[str, str],
                   failures: dict[str, BaseException]) -> str:
+    # What to do comes first: a long reason (a drain's pods) is what gets clipped in a chat message.
+    cordoned = [t.node for t in targets if t.node in (ctx.job_data.get(CORDONED) or [])]
     parts = []
+    if cordoned:
+        parts.append(f"{', '.join(cordoned)} stay{'s' if len(cordoned) == 1 else ''} cordoned ("
+                     + ", ".join(f"`uncordon {n}`" for n in cordoned) + " puts it back in service); no further "
+                     "node was touched")
+    else:
+        parts.append("no further node was touched")
     for node, error in failures.items():
         done = [phase for phase in PHASES if phase in _done(ctx, node)]
-        parts.append(f"{node} failed on its way to {hop}: {error} (done on {node}: {', '.join(done) or 'nothing'})")
+        parts.append(f"{node} failed on its way to {hop} (done on it: {', '.join(done) or 'nothing'}): "
+                     f"{clip(str(error), MAX_REASON_CHARS)}")
     finished = [t.node for t in targets if t.node in results]
     if finished:
         parts.append(f"{', '.join(finished)} finished this hop")
     stopped = [t.node for t in targets if t.node not in results and t.node not in failures]
     if stopped:
         parts.append(f"{', '.join(stopped)} stopped at a safe point")
-    cordoned = [t.node for t in targets if t.node in (ctx.job_data.get(CORDONED) or [])]
-    if cordoned:
-        parts.append(f"{', '.join(cordoned)} stay{'s' if len(cordoned) == 1 else ''} cordoned: "
-                     + ", ".join(f"`uncordon {n}`" for n in cordoned) + " puts it back in service")
-    parts.append("no further node was touched")
     return ". ".join(parts)
 
 
