@@ -61,7 +61,8 @@ def newest_patch(stack: Stack) -> str:
 
 
 def run(workers: int, wave: int) -> str:
-    with Stack(scenario=f"upgrade-fleet:{workers}", time_scale=0.2, approval_required=()) as stack:
+    with Stack(scenario=f"upgrade-fleet:{workers}", time_scale=0.2, approval_required=(),
+               policy_overrides={"upgrade": {"approval_required": False}}) as stack:
         redis = Redis.from_url(stack.redis.url)
         target = newest_patch(stack)
         first = run_job(stack, redis, f"upgrade to {target} --nodes node01 --skip-snapshot")

@@ -46,7 +46,7 @@ def test_minimal_file_gets_sensible_defaults(write) -> None:
     for verb in ("cordon", "uncordon", "cancel", "drain"):
         assert settings.policies[verb].allowed_roles == ("operator",)
     for verb, policy in settings.policies.items():
-        assert policy.approval_required == (verb in ("drain", "restore-etcd"))
+        assert policy.approval_required == (verb in ("drain", "restore-etcd", "upgrade"))
         assert policy.approvals_needed == (2 if verb == "restore-etcd" else 1)
         assert policy.approval_ttl_seconds == 1800
 
@@ -55,11 +55,12 @@ def test_a_config_without_approvers_is_refused_because_drain_needs_one(write) ->
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL), env={})
     [problem] = caught.value.problems
-    assert re.fullmatch(r"policies\.(drain|restore-etcd)\.approval_required: no approvers are configured "
+    assert re.fullmatch(r"policies\.(drain|restore-etcd|upgrade)\.approval_required: no approvers are configured "
                         r"\(roles\.approvers\)", problem)
     # Turning the approvals off is a deliberate, visible choice.
     settings = load_settings(write(MINIMAL + "policies: {drain: {approval_required: false}, "
-                                             "restore-etcd: {approval_required: false}}\n"), env={})
+                                             "restore-etcd: {approval_required: false}, "
+                                             "upgrade: {approval_required: false}}\n"), env={})
     assert settings.policies["drain"].allowed_roles == ("operator",)
 
 
@@ -183,7 +184,8 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
         "policies.drian: unknown command; policies exist for backup-etcd, backup-resources, backups, cancel, cordon, "
-        "drain, help, job, jobs, restore-etcd, resume, status, status-node, uncordon"
+        "drain, help, job, jobs, restore-etcd, resume, status, status-node, uncordon, upgrade, upgrade-plan, "
+        "upgrade-plan-to"
     ]
 
 

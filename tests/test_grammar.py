@@ -373,7 +373,7 @@ def test_a_new_verb_is_one_table_entry() -> None:
 
 
 def test_every_verb_in_the_table_parses_with_valid_arguments() -> None:
-    samples = {"NODE": "node01", "JOB_ID": "j-0123abcd", "BACKUP_ID": "b-0123abcd"}
+    samples = {"NODE": "node01", "JOB_ID": "j-0123abcd", "BACKUP_ID": "b-0123abcd", "VERSION": "v1.20.0"}
     for spec in VERBS.values():
         text = " ".join(t.word if isinstance(t, Keyword) else samples[t.kind.placeholder] for t in spec.grammar.phrase)
         assert parse(text).text == text

@@ -205,6 +205,23 @@ def test_a_worker_killed_at_random_moments_still_ends_with_a_correct_upgrade(sta
     assert kubectl(stack, "get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}").strip() == ""
 
 
+def test_cancel_stops_the_upgrade_at_the_next_safe_point(stack: Stack, chat: Chat) -> None:
+    _, job_id = upgrade(chat, "upgrade to v1.25.0 --skip-snapshot")
+
+    def on_node01():
+        record = get_job(chat.redis, job_id)
+        step = record and next(s for s in record.steps if s.name == "v1.25.0 · node01")
+        return record if step and step.state in ("running", "done") else None
+
+    wait_until(on_node01, timeout=120, interval=0.05, message="the upgrade to reach node01")
+    chat.ask(f"cancel {job_id}")
+    ended = chat.wait_job(job_id, TERMINAL, timeout=120, what="the cancel to take effect")
+    assert ended.state == "cancelled", [(s.name, s.state, s.detail) for s in ended.steps]
+    final = next(s for s in ended.steps if s.name == "final check")
+    assert final.state == "skipped"
+    assert nodes_table(stack)["controlplane"] == ("Ready", "v1.25.0"), "the control plane's hop was finished"
+
+
 def _running(chat: Chat, job_id: str):
     record = get_job(chat.redis, job_id)
     if record is None:
