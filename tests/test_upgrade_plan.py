@@ -217,3 +217,14 @@ def test_a_node_already_at_the_hop_is_left_alone():
     assert plan.refusal is None, plan.refusal
     assert [s.name for s in plan.steps if s.action == "upgrade.nodes"] == ["v1.20.0 · node01"]
     assert "  controlplane (control plane): already at v1.20.0" in plan.lines
+
+
+def test_a_drain_whose_pods_have_nowhere_to_go_is_shown_on_the_card():
+    def cordon_node01(lab) -> None:
+        lab.store.get("nodes", "", "node01")["spec"]["unschedulable"] = True
+
+    plan = plan_of(facts_for(snapshot_of("seeds-upgrade", cordon_node01)), "upgrade to v1.20.0")
+    text = "\n".join(plan.lines)
+    assert "While controlplane drains, default: 2 x Deployment blue" in text, text
+    assert "wait Pending until it is back: no other Ready, schedulable node accepts it" in text
+    assert "While node01 drains" not in text, "with node01 cordoned, controlplane takes node01's pods"

@@ -32,8 +32,8 @@ from bot.domain.upgrade_path import (
 )
 from bot.engine import Step
 from handlers.backup_etcd import plan_backup
-from handlers.common import group_pods
-from handlers.drain.plan import DrainOptions, blocked_reasons, drain_decisions
+from handlers.common import group_pods, workload_of
+from handlers.drain.plan import DrainOptions, blocked_reasons, drain_decisions, placement
 from handlers.upgrade.facts import UpgradeFacts
 
 Role = Literal["first", "control-plane", "worker"]
@@ -305,6 +305,15 @@ def _drain_notes(snapshot: ClusterSnapshot, options: DrainOptions, involved: lis
                 blocked |= {b.ref for b in snapshot.pdbs_covering(decision.pod) if b.disruptions_allowed == 0}
     lines = [f"PodDisruptionBudget {ref} allows no disruption now: the drains of its pods wait for it, at most "
              f"{timeout} per node." for ref in sorted(blocked)]
+    for name in involved:
+        # As the cluster is now: a node cordoned by hand takes none of the moved pods.
+        _, pending = placement(snapshot, name, drain_decisions(snapshot, name, options))
+        if pending:
+            counts = Counter((pod.namespace, workload_of(pod)) for pod, _ in pending)
+            moved = ", ".join(f"{namespace}: {count} x {workload}" for (namespace, workload), count in
+                              sorted(counts.items()))
+            lines.append(f"While {name} drains, {moved} wait Pending until it is back: {pending[0][1]}; "
+                         "those workloads run short meanwhile.")
     lines.append(f"Each node's drain and its return to Ready are bounded by --timeout {timeout}.")
     return lines
 
