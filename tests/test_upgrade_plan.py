@@ -228,3 +228,20 @@ def test_a_drain_whose_pods_have_nowhere_to_go_is_shown_on_the_card():
     assert "While controlplane drains, default: 2 x Deployment blue" in text, text
     assert "wait Pending until it is back: no other Ready, schedulable node accepts it" in text
     assert "While node01 drains" not in text, "with node01 cordoned, controlplane takes node01's pods"
+
+
+def test_without_an_ssh_section_the_plan_says_the_machines_are_needed(seeds, monkeypatch):
+    from bot.contract import NotConfigured
+    from handlers.upgrade import facts as facts_module
+
+    class NoSsh(dict):
+        def __getitem__(self, name: str):
+            if name == "ssh":
+                raise NotConfigured("the configuration has no `ssh` section")
+            return None
+
+    monkeypatch.setattr(facts_module.kube, "read_snapshot", lambda client, budgets: seeds)
+    facts = facts_module.read_upgrade_facts(NoSsh(), None)
+    refusal = plan_of(facts, "upgrade to v1.20.0").refusal
+    assert refusal == ("an upgrade needs the machines, and they were not read: the configuration has no `ssh` "
+                       "section (docs/configuration.md)")

@@ -64,7 +64,9 @@ def read_upgrade_facts(resources: Mapping[str, Any], target: Version | None) -> 
     facts = UpgradeFacts(snapshot)
     shell, reason = node_shell(resources)
     if shell is None:
-        return UpgradeFacts(snapshot, unreadable={name: reason or "not read" for name in snapshot.nodes})
+        why = reason or "not read"
+        return UpgradeFacts(snapshot, unreadable=dict.fromkeys(snapshot.nodes, why),
+                            offer_problem=f"an upgrade needs the machines, and they were {why}")
     from bot.nodes import JobRef
     from bot.nodes.facts import facts_script, parse_facts
     from bot.nodes.survey import ask_nodes
