@@ -25,7 +25,7 @@ TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with Stack(scenario="seeds-upgrade", time_scale=0.1, workers=2) as running:
+    with Stack(scenario="seeds-upgrade", time_scale=0.05, workers=2) as running:
         yield running
 
 
