@@ -441,3 +441,26 @@ def test_the_documented_example_is_a_valid_configuration(write) -> None:
     settings = load_settings(write(example), env={})
     assert settings.ssh is not None and settings.ssh.jump_host is not None
     assert set(type(settings.ssh).model_fields) <= set(re.findall(r"^  (\w+):", example.split("\nssh:", 1)[1], re.M))
+
+
+def test_maintenance_windows_are_read_and_checked(write) -> None:
+    settings = load_settings(write(MINIMAL + APPROVER + "maintenance:\n  windows:\n"
+                                   "    - {days: mon-fri, start: '22:00', end: '04:00', time_zone: Europe/Berlin}\n"),
+                             env={})
+    [window] = settings.maintenance.parsed_windows()
+    assert window.describe() == "mon,tue,wed,thu,fri 22:00-04:00 Europe/Berlin"
+    assert load_settings(write(MINIMAL + APPROVER), env={}).maintenance.parsed_windows() == []
+
+
+@pytest.mark.parametrize(("window", "problem"), [
+    ("{days: funday, start: '22:00', end: '04:00', time_zone: UTC}",
+     "maintenance.windows[0]: days: 'funday' is not a day; use mon, tue, wed, thu, fri, sat, sun, ranges like "
+     "mon-fri, or daily"),
+    ("{days: sat, start: '22:00', end: '04:00', time_zone: Mars/Base}",
+     "maintenance.windows[0]: time_zone: 'Mars/Base' is not an IANA time zone, e.g. UTC or Europe/Berlin"),
+    ("saturday night", "maintenance.windows[0]: must be a mapping of keys"),
+])
+def test_bad_maintenance_windows_are_named(write, window: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER + f"maintenance: {{windows: [{window}]}}\n"), env={})
+    assert caught.value.problems == [problem]

@@ -43,6 +43,7 @@ from bot.contract.operation import FALLBACK_POLICY, Policy
 from bot.contract.registry import Registry, operations
 from bot.contract.words import check_node_name
 from bot.domain.schedule import ScheduleError, check_cron
+from bot.domain.windows import Window, WindowError, parse_window
 
 ENV_PREFIX = "KUBEMAINT_"
 ENV_NESTED_DELIMITER = "__"
@@ -364,6 +365,23 @@ class BackupSettings(_Section):
         return channel
 
 
+def _window(value: dict) -> dict:
+    try:
+        parse_window(value)
+    except WindowError as error:
+        raise PydanticCustomError("window", "{reason}", {"reason": str(error)}) from None
+    return value
+
+
+class MaintenanceSettings(_Section):
+    """When disruptive maintenance (reboots, OS upgrades) may start. No window: at any time."""
+
+    windows: tuple[Annotated[dict, AfterValidator(_window)], ...] = ()
+
+    def parsed_windows(self) -> list[Window]:
+        return [parse_window(window) for window in self.windows]
+
+
 def _minor_number(value: Any) -> Any:
     # People write the release line the way Kubernetes does ("v1.33"); we store the minor.
     if isinstance(value, str):
@@ -403,6 +421,7 @@ class Settings(BaseSettings):
     handler_processes: int = Field(default=2, ge=1, le=16)
     ssh: SshSettings | None = None  # none: operations that need the nodes are refused at their first command
     backups: BackupSettings = BackupSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
 
     @field_validator("policies", mode="before")
     @classmethod
