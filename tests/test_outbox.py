@@ -97,6 +97,7 @@ def test_a_429_pauses_what_it_limits_for_retry_after_and_the_message_still_arriv
     outbox, sender, slack, clock = world
     slack.refuse["post"].append(refusal("ratelimited", 429, retry_after=2))
     outbox.post("C1", "first in C1")
+    sender.drain()  # C1's post meets the 429 (alone, so that the refusal cannot go to C2's post instead)
     outbox.post("C2", "first in C2", thread_ts="1.1")
     sender.drain()
     assert [call[3] for call in slack.calls] == ["first in C2"]  # C1 waits, C2 is another channel
