@@ -220,6 +220,8 @@ def refused(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False  # the listener is closing: asked again, it refuses
     return False
 
 
