@@ -59,6 +59,12 @@ def install(lab: LabProcess, node: str, *packages: str) -> None:
     ok(lab, node, f"sudo apt-get install -y -qq --allow-change-held-packages {' '.join(packages)} >/dev/null")
 
 
+def switch_repo_to_v129(lab: LabProcess, node: str) -> None:
+    """The switch, as the upgrade docs do it: the repo line names the next minor, then apt-get update."""
+    ok(lab, node, "sudo sed -i 's#/v1.28/#/v1.29/#' /etc/apt/sources.list.d/kubernetes.list && "
+                  "sudo apt-get update -qq")
+
+
 def image(lab: LabProcess, path: str) -> str:
     obj = lab.get(path)
     spec = obj["spec"]["template"]["spec"] if "template" in obj["spec"] else obj["spec"]
@@ -369,15 +375,13 @@ def test_the_pkgs_repository_offers_its_minor_only_until_it_is_switched(v128: La
     assert ok(v128, "node01", "apt-cache madison kubeadm").splitlines() == versions
 
     # The switch, as the upgrade docs do it.
-    ok(v128, "node01", "sudo sed -i 's#/v1.28/#/v1.29/#' /etc/apt/sources.list.d/kubernetes.list && "
-                       "sudo apt-get update -qq")
+    switch_repo_to_v129(v128, "node01")
     install(v128, "node01", "kubeadm=1.29.0-1.1")
     assert ok(v128, "node01", "kubeadm version -o short") == "v1.29.0\n"
 
 
 def test_plan_and_apply_on_the_fleet_then_upgrade_node_on_another_control_plane(v128: LabProcess) -> None:
-    ok(v128, "controlplane-1", "sudo sed -i 's#/v1.28/#/v1.29/#' /etc/apt/sources.list.d/kubernetes.list && "
-                               "sudo apt-get update -qq")
+    switch_repo_to_v129(v128, "controlplane-1")
     install(v128, "controlplane-1", "kubeadm=1.29.15-1.1")
     out = ok(v128, "controlplane-1", "sudo kubeadm upgrade plan")
     assert "[upgrade/versions] Target version: v1.29.15\n" in out
@@ -410,8 +414,7 @@ _____________________________________________________________________"""
         "registry.k8s.io/coredns/coredns:v1.11.1"
     assert image(v128, "/api/v1/namespaces/kube-system/pods/kube-apiserver-controlplane-2").endswith(":v1.28.15")
 
-    ok(v128, "controlplane-2", "sudo sed -i 's#/v1.28/#/v1.29/#' /etc/apt/sources.list.d/kubernetes.list && "
-                               "sudo apt-get update -qq")
+    switch_repo_to_v129(v128, "controlplane-2")
     install(v128, "controlplane-2", "kubeadm=1.29.15-1.1")
     node_out = ok(v128, "controlplane-2", "sudo kubeadm upgrade node")
     assert '[upgrade] Upgrading your Static Pod-hosted control plane instance to version "v1.29.15"...' in node_out

@@ -33,11 +33,12 @@ from bot.domain.upgrade_path import (
 from bot.engine import Step
 from handlers.backup_etcd import plan_backup
 from handlers.common import group_pods, workload_of
-from handlers.drain.plan import DrainOptions, blocked_reasons, drain_decisions, placement
+from handlers.drain.plan import DrainOptions, PodDecision, blocked_reasons, drain_decisions, placement
 from handlers.upgrade.facts import UpgradeFacts
 
 Role = Literal["first", "control-plane", "worker"]
 CONTROL_PLANE_ROLES = ("control-plane", "master")
+Drains = dict[str, list[PodDecision]]  # node -> its drain's verdicts, planned once per plan
 MAX_NODE_LINES = 12  # nodes described one by one; a fleet is summed up beyond that
 
 
@@ -142,8 +143,10 @@ def plan_upgrade(facts: UpgradeFacts, options: RolloutOptions) -> Plan:
         return Plan((), refusal=f"the cluster and its kubelets are already at {target}: nothing to upgrade")
     if not path:
         path = [target]  # the control plane is there; the kubelets named below are not
-    refusal = _refusal(facts, options, path, involved)
-    lines = _lines(facts, options, current, target, path, planes, workers)
+    # Each node's drain, planned once: the refusal, the node lines and the notes all read it.
+    drains = {name: drain_decisions(snapshot, name, options) for name in involved}
+    refusal = _refusal(facts, options, path, involved, drains)
+    lines = _lines(facts, options, current, target, path, planes, workers, drains)
     if refusal:
         return Plan(tuple(lines), refusal=refusal)
     steps = _steps(facts, options, path, planes, workers)
@@ -151,7 +154,8 @@ def plan_upgrade(facts: UpgradeFacts, options: RolloutOptions) -> Plan:
     return Plan(tuple(lines), steps=tuple(steps), locks=locks, next_command="status")
 
 
-def _refusal(facts: UpgradeFacts, options: RolloutOptions, path: list[Version], involved: list[str]) -> str | None:
+def _refusal(facts: UpgradeFacts, options: RolloutOptions, path: list[Version], involved: list[str],
+             drains: Drains) -> str | None:
     snapshot = facts.snapshot
     unknown = sorted(set(options.nodes or ()) - set(snapshot.nodes))
     if unknown:
@@ -173,7 +177,7 @@ def _refusal(facts: UpgradeFacts, options: RolloutOptions, path: list[Version], 
                     f"to upgrade the control plane to {hop} past kubelets that old; name them too")
     blocked = []
     for name in involved:
-        reasons = blocked_reasons(drain_decisions(snapshot, name, options))
+        reasons = blocked_reasons(drains[name])
         blocked += [f"{name}: {what}; add {flag} to delete {'it' if count == 1 else 'them'} anyway"
                     for what, flag, count in reasons]
     if blocked:
@@ -182,7 +186,7 @@ def _refusal(facts: UpgradeFacts, options: RolloutOptions, path: list[Version], 
 
 
 def _lines(facts: UpgradeFacts, options: RolloutOptions, current: Version, target: Version, path: list[Version],
-           planes: list[NodeTarget], workers: list[str]) -> list[str]:
+           planes: list[NodeTarget], workers: list[str], drains: Drains) -> list[str]:
     snapshot = facts.snapshot
     grouped = waves(workers, options.max_unavailable)
     hop_word = f"{len(path)} hop{'s' if len(path) != 1 else ''}"
@@ -201,8 +205,8 @@ def _lines(facts: UpgradeFacts, options: RolloutOptions, current: Version, targe
     elif facts.probed_on:
         lines.append(f"First: an etcd snapshot on {facts.probed_on} (as `backup etcd`), kept in the backup store.")
     for hop in path:
-        lines += _hop_lines(facts, options, hop, planes, grouped)
-    lines += _drain_notes(snapshot, options, [p.node for p in planes] + workers)
+        lines += _hop_lines(facts, hop, planes, grouped, drains)
+    lines += _drain_notes(snapshot, options, drains)
     snapshot_first = not getattr(options, "skip_snapshot", False)
     estimate = DEFAULT_ESTIMATE.total(len(path), len(planes), len(grouped), snapshot_first)
     order = " → ".join([*(p.node for p in planes), *(f"[{', '.join(w)}]" if len(w) > 1 else w[0] for w in grouped)])
@@ -255,8 +259,8 @@ def _skew(facts: UpgradeFacts, path: list[Version], planes: list[NodeTarget], wo
     return ["Skew warnings:", *notes]
 
 
-def _hop_lines(facts: UpgradeFacts, options: RolloutOptions, hop: Version, planes: list[NodeTarget],
-               grouped: list[tuple[str, ...]]) -> list[str]:
+def _hop_lines(facts: UpgradeFacts, hop: Version, planes: list[NodeTarget], grouped: list[tuple[str, ...]],
+               drains: Drains) -> list[str]:
     package = _package_for(facts, hop)
     lines = [f"Hop {hop} (packages {package}):"]
     described = 0
@@ -266,7 +270,7 @@ def _hop_lines(facts: UpgradeFacts, options: RolloutOptions, hop: Version, plane
             continue
         kubeadm = ("`kubeadm upgrade plan` check, `kubeadm upgrade apply " + str(hop) + " -y`" if plane.role == "first"
                    else "`kubeadm upgrade node`")
-        lines.append(f"  {plane.node} (control plane): {_node_needs(facts, plane.node, package, kubeadm, options)}")
+        lines.append(f"  {plane.node} (control plane): {_node_needs(facts, plane.node, package, kubeadm, drains)}")
         described += 1
     for index, wave in enumerate(grouped, start=1):
         if described >= MAX_NODE_LINES:
@@ -275,7 +279,7 @@ def _hop_lines(facts: UpgradeFacts, options: RolloutOptions, hop: Version, plane
             break
         name = f"wave {index}/{len(grouped)}: " if len(wave) > 1 else ""
         for node in wave:
-            needs = (_node_needs(facts, node, package, "`kubeadm upgrade node`", options)
+            needs = (_node_needs(facts, node, package, "`kubeadm upgrade node`", drains)
                      if needs_hop(facts, node, hop) else f"already at {hop}")
             lines.append(f"  {name}{node}: {needs}")
             described += 1
@@ -283,31 +287,31 @@ def _hop_lines(facts: UpgradeFacts, options: RolloutOptions, hop: Version, plane
     return lines
 
 
-def _node_needs(facts: UpgradeFacts, node: str, package: str, kubeadm: str, options: DrainOptions) -> str:
+def _node_needs(facts: UpgradeFacts, node: str, package: str, kubeadm: str, drains: Drains) -> str:
     kubeadm_now = _installed(facts, node, "kubeadm")
     kubelet_now = _installed(facts, node, "kubelet")
     machine = facts.machines.get(node)
     hop_minor = package_kube_version(package)
     switch = (f"repo v1.{machine.pkgs_minor} → v1.{hop_minor.minor}, "
               if machine and hop_minor and machine.pkgs_minor not in (None, hop_minor.minor) else "")
-    evicted = [d.pod for d in drain_decisions(facts.snapshot, node, options) if d.action == "evict"]
+    evicted = [d.pod for d in drains[node] if d.action == "evict"]
     drain = f"drain ({', '.join(group_pods(evicted))})" if evicted else "cordon (nothing to evict)"
     return (f"{switch}kubeadm {kubeadm_now} → {package}, {kubeadm}, {drain}, kubelet+kubectl {kubelet_now} → "
             f"{package}, restart kubelet, Ready, uncordon")
 
 
-def _drain_notes(snapshot: ClusterSnapshot, options: DrainOptions, involved: list[str]) -> list[str]:
+def _drain_notes(snapshot: ClusterSnapshot, options: DrainOptions, drains: Drains) -> list[str]:
     timeout = format_duration(options.timeout)
     blocked = set()
-    for name in involved:
-        for decision in drain_decisions(snapshot, name, options):
+    for decisions in drains.values():
+        for decision in decisions:
             if decision.action == "evict" and decision.pod.phase == "Running":
                 blocked |= {b.ref for b in snapshot.pdbs_covering(decision.pod) if b.disruptions_allowed == 0}
     lines = [f"PodDisruptionBudget {ref} allows no disruption now: the drains of its pods wait for it, at most "
              f"{timeout} per node." for ref in sorted(blocked)]
-    for name in involved:
+    for name, decisions in drains.items():
         # As the cluster is now: a node cordoned by hand takes none of the moved pods.
-        _, pending = placement(snapshot, name, drain_decisions(snapshot, name, options))
+        _, pending = placement(snapshot, name, decisions)
         if pending:
             counts = Counter((pod.namespace, workload_of(pod)) for pod, _ in pending)
             moved = ", ".join(f"{namespace}: {count} x {workload}" for (namespace, workload), count in

@@ -20,6 +20,7 @@ from lab.machines.programs import releases, repos, state
 from lab.machines.programs import upgrade_text as text
 from lab.machines.programs.kubeapi import ADMIN_CONF, KUBELET_CONF, ApiError, Kube, NoKubeconfig
 from lab.machines.programs.system import System
+from lab.versions import parse
 
 MANIFESTS = "/etc/kubernetes/manifests"
 TMP = "/etc/kubernetes/tmp"
@@ -72,7 +73,7 @@ def parse_args(args: list[str]) -> tuple[dict, list[str]]:
 
 def normalized(version: str) -> str:
     wanted = version if version.startswith("v") else f"v{version}"
-    releases.parse(wanted)
+    parse(wanted)
     return wanted
 
 

@@ -5,7 +5,7 @@ standard library only: the machines' kubeadm reads it, and so does the lab (mani
 
 from __future__ import annotations
 
-import re
+from lab.versions import parse_minor
 
 # kubeadm's SupportedEtcdVersion per minor (cmd/kubeadm/app/constants).
 ETCD_VERSIONS = {13: "3.2.24", 14: "3.3.10", 15: "3.3.10", 16: "3.3.15-0", 17: "3.4.3-0", 18: "3.4.3-0",
@@ -17,18 +17,6 @@ COREDNS_VERSIONS = {13: "1.2.6", 14: "1.3.1", 15: "1.3.1", 16: "1.6.2", 17: "1.6
                     20: "1.7.0", 21: "v1.8.0", 22: "v1.8.4", 23: "v1.8.6", 24: "v1.8.6", 25: "v1.9.3", 26: "v1.9.3",
                     27: "v1.10.1", 28: "v1.10.1", 29: "v1.11.1", 30: "v1.11.1", 31: "v1.11.3", 32: "v1.11.3",
                     33: "v1.12.0", 34: "v1.12.1"}
-VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
-
-
-def parse(version: str) -> tuple[int, int, int]:
-    match = VERSION.match(version)
-    if not match:
-        raise ValueError(f"version {version!r} is not of the form vMAJOR.MINOR.PATCH (e.g. v1.19.0)")
-    return int(match[1]), int(match[2]), int(match[3])
-
-
-def minor_of(version: str) -> int:
-    return parse(version)[1]
 
 
 def _nearest(table: dict[int, str], minor: int) -> str:
@@ -39,20 +27,20 @@ def _nearest(table: dict[int, str], minor: int) -> str:
 
 
 def etcd_version(version: str) -> str:
-    return _nearest(ETCD_VERSIONS, minor_of(version))
+    return _nearest(ETCD_VERSIONS, parse_minor(version))
 
 
 def coredns_version(version: str) -> str:
-    return _nearest(COREDNS_VERSIONS, minor_of(version))
+    return _nearest(COREDNS_VERSIONS, parse_minor(version))
 
 
 def registry(version: str) -> str:
-    return "k8s.gcr.io" if minor_of(version) < 25 else "registry.k8s.io"
+    return "k8s.gcr.io" if parse_minor(version) < 25 else "registry.k8s.io"
 
 
 def coredns_image(version: str) -> str:
     """k8s.gcr.io/coredns:1.7.0 up to 1.20, then in its own repository (coredns/coredns:v1.8.0)."""
-    minor = minor_of(version)
+    minor = parse_minor(version)
     path = "coredns" if minor < 21 else "coredns/coredns"
     return f"{registry(version)}/{path}:{coredns_version(version)}"
 
@@ -76,7 +64,7 @@ def with_tag(image: str, tag: str) -> str:
 def upgraded_image(image: str, tag: str, target: str) -> str:
     """The image kubeadm writes when it upgrades to `target`: the new tag, and from v1.25 on the
     registry moved off k8s.gcr.io (kubeadm rewrites the old default imageRepository)."""
-    moved = image.replace("k8s.gcr.io/", "registry.k8s.io/", 1) if minor_of(target) >= 25 else image
+    moved = image.replace("k8s.gcr.io/", "registry.k8s.io/", 1) if parse_minor(target) >= 25 else image
     return with_tag(moved, tag)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lab.machines.programs.releases import parse
+from lab.versions import parse
 
 SEPARATOR = "_" * 69
 STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher"
