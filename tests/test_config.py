@@ -464,3 +464,83 @@ def test_bad_maintenance_windows_are_named(write, window: str, problem: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL + APPROVER + f"maintenance: {{windows: [{window}]}}\n"), env={})
     assert caught.value.problems == [problem]
+
+
+def test_blockers_and_gates_are_read_and_checked(write) -> None:
+    settings = load_settings(write(MINIMAL + APPROVER + """maintenance:
+  blockers:
+    pod_selector: "app == critical-batch"
+  gates:
+    http:
+      - {url: "https://status.example.com/healthz", timeout_seconds: 5}
+      - {url: "http://10.0.0.9:8080/ready"}
+    prometheus:
+      url: "http://prometheus.monitoring:9090/"
+      timeout_seconds: 10
+      queries:
+        - 'ALERTS{alertstate="firing", severity="critical"}'
+"""), env={})
+    maintenance = settings.maintenance
+    assert maintenance.blockers.pod_selector == "app=critical-batch"  # normalised, as chat shows selectors
+    assert [(gate.url, gate.timeout_seconds) for gate in maintenance.gates.http] == [
+        ("https://status.example.com/healthz", 5), ("http://10.0.0.9:8080/ready", 5)]
+    assert maintenance.gates.prometheus is not None
+    assert maintenance.gates.prometheus.url == "http://prometheus.monitoring:9090"
+    assert maintenance.gates.prometheus.timeout_seconds == 10
+    assert maintenance.gates.prometheus.queries == ('ALERTS{alertstate="firing", severity="critical"}',)
+    default = load_settings(write(MINIMAL + APPROVER), env={}).maintenance
+    assert default.blockers.pod_selector is None and default.gates.http == () and default.gates.prometheus is None
+
+
+@pytest.mark.parametrize(("section", "problems"), [
+    ("blockers: {pod_selector: 'app in (a'}",
+     ['maintenance.blockers.pod_selector: not a valid pod selector: "app in (a": unbalanced parentheses; use label '
+      'keys and values of letters, digits, ".", "_", "-" (and "/" in keys) with key=value, key!=value, "key in '
+      '(a,b)", "key notin (a,b)", key or !key, joined by commas']),
+    ("blockers: {pod_selector: ''}", ["maintenance.blockers.pod_selector: the pod selector is empty"]),
+    ("gates: {http: [{url: 'status.example.com/healthz'}]}",
+     ["maintenance.gates.http[0].url: must be an http:// or https:// URL"]),
+    ("gates: {http: [{url: 'https://status.example.com/healthz', timeout_seconds: 0}]}",
+     ["maintenance.gates.http[0].timeout_seconds: must be >= 1"]),
+    ("gates: {prometheus: {url: 'http://prometheus:9090', timeout_seconds: 301, queries: [up]}}",
+     ["maintenance.gates.prometheus.timeout_seconds: must be <= 300"]),
+    ("gates: {prometheus: {url: 'ftp://prometheus:9090', queries: [up]}}",
+     ["maintenance.gates.prometheus.url: must be an http:// or https:// URL of the Prometheus server (a path prefix "
+      "is allowed, no query string)"]),
+    ("gates: {prometheus: {url: 'http://prometheus:9090', queries: ['up', ' ']}}",
+     ['maintenance.gates.prometheus.queries[1]: an empty query: write PromQL that returns no series when all is '
+      'well, e.g. ALERTS{alertstate="firing"}']),
+    ("gates: {prometheus: {queries: [up]}}",
+     ["maintenance.gates.prometheus.url: required: the Prometheus server that answers the queries, e.g. "
+      "http://prometheus.monitoring:9090"]),
+    ("gates: {prometheus: {url: 'http://prometheus:9090'}}",
+     ["maintenance.gates.prometheus.queries: required: at least one PromQL query, each must return no series (an "
+      "alert firing is a series)"]),
+    ("gates: {http: [{url: 'https://status.example.com/healthz', timeout: 5}]}",
+     ["maintenance.gates.http[0].timeout: unknown key"]),
+])
+def test_bad_blockers_and_gates_are_named(write, section: str, problems: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER + f"maintenance: {{{section}}}\n"), env={})
+    assert caught.value.problems == problems
+
+
+def test_the_blocker_selector_can_come_from_the_environment(write) -> None:
+    env = {"KUBEMAINT_MAINTENANCE__BLOCKERS__POD_SELECTOR": "app=critical-batch,tier!=test"}
+    assert load_settings(write(MINIMAL + APPROVER), env=env).maintenance.blockers.pod_selector == (
+        "app=critical-batch,tier!=test")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER), env={"KUBEMAINT_MAINTENANCE__BLOCKERS__POD_SELECTOR": "app=$(id)"})
+    assert caught.value.problems == [
+        'maintenance.blockers.pod_selector: "app=$(id)" is not a valid pod selector: use label keys and values of '
+        'letters, digits, ".", "_", "-" (and "/" in keys) with key=value, key!=value, "key in (a,b)", "key notin '
+        '(a,b)", key or !key, joined by commas (from KUBEMAINT_MAINTENANCE__BLOCKERS__POD_SELECTOR)']
+
+
+def test_the_documented_blockers_and_gates_are_a_valid_configuration(write) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    example = re.search(r"## Blockers and health gates\n+```yaml\n(.*?)```", doc, re.S)[1]
+    maintenance = load_settings(write(MINIMAL + APPROVER + example), env={}).maintenance
+    assert maintenance.blockers.pod_selector == "app=critical-batch"
+    assert [gate.url for gate in maintenance.gates.http] == ["https://status.example.com/healthz"]
+    assert maintenance.gates.prometheus is not None and len(maintenance.gates.prometheus.queries) == 1

@@ -43,6 +43,7 @@ from bot.contract.operation import FALLBACK_POLICY, Policy
 from bot.contract.registry import Registry, operations
 from bot.contract.words import check_node_name
 from bot.domain.schedule import ScheduleError, check_cron
+from bot.domain.selectors import LabelSelector
 from bot.domain.windows import Window, WindowError, parse_window
 
 ENV_PREFIX = "KUBEMAINT_"
@@ -373,10 +374,92 @@ def _window(value: dict) -> dict:
     return value
 
 
+def _pod_selector(value: str) -> str:
+    try:
+        return LabelSelector.parse(value).text
+    except ValueError as error:
+        raise PydanticCustomError("selector", "{reason}", {"reason": str(error)}) from None
+
+
+def _gate_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/\s?#]+[^\s]*", value):
+        raise PydanticCustomError("url", "must be an http:// or https:// URL")
+    return value
+
+
+def _prometheus_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        raise PydanticCustomError("url", "must be an http:// or https:// URL of the Prometheus server (a path prefix "
+                                         "is allowed, no query string)")
+    # The API's paths are joined onto it: "http://prom/" + "/api/v1/query" would double the slash.
+    return value.rstrip("/")
+
+
+def _query(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("query", "an empty query: write PromQL that returns no series when all is well, "
+                                           'e.g. ALERTS{alertstate="firing"}')
+    return value.strip()
+
+
+GateTimeout = Annotated[float, Field(ge=1, le=300)]
+
+
+class BlockerSettings(_Section):
+    """What on a node stops its maintenance from starting."""
+
+    # Pods matching it on the node about to be drained block that node (`app=critical-batch`).
+    pod_selector: Annotated[str, AfterValidator(_pod_selector)] | None = None
+
+    def selector(self) -> LabelSelector | None:
+        return LabelSelector.parse(self.pod_selector) if self.pod_selector else None
+
+
+class HttpGateSettings(_Section):
+    """A URL that must answer 2xx."""
+
+    url: Annotated[str, AfterValidator(_gate_url)]
+    timeout_seconds: GateTimeout = 5
+
+
+class PrometheusGateSettings(_Section):
+    """Queries that must return no series (a firing alert is a series)."""
+
+    url: Annotated[str, AfterValidator(_prometheus_url)] | None = Field(default=None, validate_default=True)
+    timeout_seconds: GateTimeout = 5
+    queries: tuple[Annotated[str, AfterValidator(_query)], ...] = Field(default=(), validate_default=True)
+
+    @field_validator("url")
+    @classmethod
+    def _url_for_the_queries(cls, url: str | None) -> str | None:
+        if url is None:
+            raise PydanticCustomError("required", "required: the Prometheus server that answers the queries, e.g. "
+                                                  "http://prometheus.monitoring:9090")
+        return url
+
+    @field_validator("queries")
+    @classmethod
+    def _some_query(cls, queries: tuple[str, ...]) -> tuple[str, ...]:
+        if not queries:
+            raise PydanticCustomError("required", "required: at least one PromQL query, each must return no series "
+                                                  "(an alert firing is a series)")
+        return queries
+
+
+class GateSettings(_Section):
+    """Health checks that must pass before each node's maintenance and after it, before the next node."""
+
+    http: tuple[HttpGateSettings, ...] = ()
+    prometheus: PrometheusGateSettings | None = None
+
+
 class MaintenanceSettings(_Section):
-    """When disruptive maintenance (reboots, OS upgrades) may start. No window: at any time."""
+    """When disruptive maintenance (reboots, OS upgrades) may start: the windows (none: at any time), the
+    blockers on a node and the health gates."""
 
     windows: tuple[Annotated[dict, AfterValidator(_window)], ...] = ()
+    blockers: BlockerSettings = BlockerSettings()
+    gates: GateSettings = GateSettings()
 
     def parsed_windows(self) -> list[Window]:
         return [parse_window(window) for window in self.windows]
