@@ -79,10 +79,11 @@ class NodeContext:
 
 
 def run_nodes(ctx: StepContext, targets: list[Target], order: tuple[str, ...],
-              phases_of: Callable[[Any, Target], dict[str, Phase]], goal: str, reached: str = "") -> dict[str, str]:
+              phases_of: Callable[[Any, Target], dict[str, Phase]], goal: str, reached: str = "",
+              failure: type[StepFailed] = StepFailed) -> dict[str, str]:
     """Run every target's phases (in `order`), the targets at once; {node: what was done}. `goal` names
     the work in a failure ("on its way to v1.29.15", "during its reboot"), `reached` the outcome
-    ("at v1.29.15")."""
+    ("at v1.29.15"); `failure` is the exception the step fails with (its name heads the job's report)."""
     board = Board(ctx, [t.node for t in targets])
     stop = threading.Event()  # set by the first failure: the other nodes start no further phase
     results: dict[str, str] = {}
@@ -108,7 +109,7 @@ def run_nodes(ctx: StepContext, targets: list[Target], order: tuple[str, ...],
         real = {node: error for node, error in failures.items() if not isinstance(error, JobCancelled)}
         if not real:
             raise JobCancelled()
-        raise StepFailed(failure_text(ctx, targets, order, goal, results, real))
+        raise failure(failure_text(ctx, targets, order, goal, results, real))
     return results
 
 
@@ -254,7 +255,8 @@ def uncordon(ctx: Any, target: Target, before: str = "before") -> str | None:
     return None
 
 
-def health_gate(ctx: StepContext, targets: list[Target], timeout: int) -> None:
+def health_gate(ctx: StepContext, targets: list[Target], timeout: int,
+                failure: type[StepFailed] = StepFailed) -> None:
     """Before the next node: every node Ready and the workloads moved off these nodes available again."""
     client: kube.Kube = ctx.resources["kube"]
     workloads = {tuple(w) for t in targets for w in ctx.checkpoint_data.get(f"{t.node}: workloads") or []}
@@ -268,7 +270,7 @@ def health_gate(ctx: StepContext, targets: list[Target], timeout: int) -> None:
             return
         if time.monotonic() > deadline:
             why = ([f"{', '.join(not_ready)} NotReady"] if not_ready else []) + short
-            raise StepFailed(f"health gate after {', '.join(t.node for t in targets)}: {'; '.join(why)} after "
+            raise failure(f"health gate after {', '.join(t.node for t in targets)}: {'; '.join(why)} after "
                              f"{timeout}s; no further node was touched")
         if ctx.cancelled():
             raise JobCancelled()

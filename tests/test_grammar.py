@@ -101,7 +101,7 @@ def test_accepted_commands(text: str, verb: str, node: str | None, job_id: str |
         ("job", "`job` needs a JOB_ID", "job JOB_ID"),
         ("cordn node01", 'unknown command "cordn"; did you mean `cordon`?', grammar.overall_usage()),
         ("stauts", 'unknown command "stauts"; did you mean `status`?', grammar.overall_usage()),
-        ("reboot node01", 'unknown command "reboot"', grammar.overall_usage()),
+        ("restart node01", 'unknown command "restart"', grammar.overall_usage()),
         ("dran node01", 'unknown command "dran"; did you mean `drain`?', grammar.overall_usage()),
         # only a whole word is a mention: one glued into a value is not quietly dropped
         ("cordon node01<@U0BOT>", '"node01&lt;@U0BOT&gt;" is not a valid node name', "cordon NODE"),

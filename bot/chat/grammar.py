@@ -137,7 +137,16 @@ def _plain(operation: Operation, typed: list[str]) -> list[str]:
     try:
         return _parse_flags(operation.grammar, operation.usage, typed)[1]
     except GrammarError:
-        return [word for word in typed if not word.startswith("--")]
+        # A bad flag value ("--reboot sometimes") is still that flag's value, not a plain word.
+        plain, words = [], iter(typed)
+        for word in words:
+            if word.startswith("--"):
+                spec = operation.grammar.flag(word[2:])
+                if spec is not None and spec.kind is not None and "=" not in word:
+                    next(words, None)
+            else:
+                plain.append(word)
+        return plain
 
 
 def _quotes_refused(words: list[str], operations: Registry) -> GrammarError:

@@ -30,6 +30,7 @@ from bot.contract.words import (
     VERSION,
     Ignored,
     NoOptions,
+    choice,
     flag,
     ignored,
 )
@@ -37,5 +38,5 @@ from bot.contract.words import (
 __all__ = [
     "BACKUP_ID", "COUNT", "DURATION", "JOB_ID", "NAMESPACE", "NODE", "NODES", "OPERATORS", "READ_ONLY", "ROLES",
     "SECONDS", "SELECTOR", "VERSION", "Asking", "Ignored", "NoOptions", "NotConfigured", "Operation", "Plan",
-    "PlanChanged", "Policy", "Resource", "Role", "flag", "ignored",
+    "PlanChanged", "Policy", "Resource", "Role", "choice", "flag", "ignored",
 ]

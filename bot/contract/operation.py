@@ -68,7 +68,8 @@ class Plan:
 
     `lines` is what the approver reads (a line starting with spaces belongs to the line above);
     `refusal`, when set, stops the request before approval with the reason and what would make
-    it possible; `next_command` is offered when the job is done.
+    it possible; `next_command` is offered when the job is done; `start_at` (epoch seconds) queues
+    the job to start then rather than now (a reboot waiting for its maintenance window).
     """
 
     lines: tuple[str, ...]
@@ -76,6 +77,7 @@ class Plan:
     locks: tuple[str, ...] = ()
     refusal: str | None = None
     next_command: str | None = None
+    start_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,22 @@ KINDS: dict[str, ArgKind] = {kind.placeholder: kind for kind in
                              (NODE, NODES, VERSION, DURATION, SECONDS, COUNT, JOB_ID, BACKUP_ID, SELECTOR, NAMESPACE)}
 
 
+def choice(*values: str) -> ArgKind:
+    """A flag value that is one of a few words (`--reboot auto|always|never`)."""
+
+    def check(raw: str, noun: str) -> str:
+        if raw in values:
+            return raw
+        return _refuse_choice(raw, noun, values)
+
+    return ArgKind("|".join(values), check)
+
+
+def _refuse_choice(raw: str, noun: str, values: tuple[str, ...]) -> str:
+    words = ", ".join(values[:-1]) + f" or {values[-1]}"
+    raise ValueError(f'"{quote_input(raw)}" is not a valid {noun}: use {words}')
+
+
 def flag(kind: ArgKind | None = None, *, default: Any = None, help: str = "") -> Any:
     """A `--flag` field of an options type: boolean without a kind (default False), else
     `--flag VALUE` checked by `kind`. The default is defined here, once."""

@@ -45,7 +45,10 @@ PACKAGE_SECONDS = 600
 KUBEADM_SECONDS = 900
 STATIC_POD_SECONDS = 300  # the kubelet restarts the control plane's static pods after kubeadm rewrites them
 PHASES = ("packages", "kubeadm", "cordon", "drain", "kubelet", "ready", "uncordon")
-UpgradeFailed = StepFailed
+
+
+class UpgradeFailed(StepFailed):
+    pass
 
 
 # -- preflight ---------------------------------------------------------------------------------------------
@@ -117,8 +120,9 @@ def upgrade_nodes(ctx: StepContext, nodes: list[dict], hop: str, package: str, o
             "uncordon": lambda: uncordon(node_ctx, target, "before the upgrade"),
         }
 
-    results = run_nodes(ctx, targets, PHASES, phases, goal=f"on its way to {hop}", reached=f"at {hop}")
-    health_gate(ctx, targets, options.timeout)
+    results = run_nodes(ctx, targets, PHASES, phases, goal=f"on its way to {hop}", reached=f"at {hop}",
+                        failure=UpgradeFailed)
+    health_gate(ctx, targets, options.timeout, UpgradeFailed)
     return "; ".join(results[t.node] for t in targets)
 
 

@@ -3,7 +3,8 @@
 GET  /_lab/machines                    every machine, and the ssh files' paths
 GET  /_lab/machines/NAME               one machine
 GET  /_lab/machines/NAME/faults        its faults
-PUT  /_lab/machines/NAME/faults        {"sshRefused", "dropAfterSeconds", "latencyMs", "failures", "hostKeyChanged"}
+PUT  /_lab/machines/NAME/faults        {"sshRefused", "dropAfterSeconds", "latencyMs", "failures", "hostKeyChanged",
+                                        "kubeletFails", "bootFails"}
 POST /_lab/machines/NAME/power         {"on": false} / {"on": true}
 POST /_lab/machines/NAME/reboot        {"bootSeconds": 60} optional: its boot time from now on
 """

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 SUBCOMMAND_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=/@-]*$")
-KEYS = ("sshRefused", "dropAfterSeconds", "latencyMs", "failures", "hostKeyChanged", "kubeletFails")
+KEYS = ("sshRefused", "dropAfterSeconds", "latencyMs", "failures", "hostKeyChanged", "kubeletFails", "bootFails")
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class MachineFaults:
     failures: dict[str, dict] = field(default_factory=dict)
     host_key_changed: bool = False  # the machine presents another host key than known_hosts has
     kubelet_fails: bool = False  # a started kubelet exits at once (systemctl still says 0); cleared: it comes up
+    boot_fails: bool = False  # a reboot never comes back (a kernel that hangs at boot): off until powered on
 
     @classmethod
     def from_dict(cls, data: object) -> MachineFaults:
@@ -29,7 +30,7 @@ class MachineFaults:
         unknown = sorted(set(data) - set(KEYS))
         if unknown:
             raise ValueError(f"unknown machine faults {', '.join(unknown)}; known: {', '.join(KEYS)}")
-        for key in ("sshRefused", "hostKeyChanged", "kubeletFails"):
+        for key in ("sshRefused", "hostKeyChanged", "kubeletFails", "bootFails"):
             if not isinstance(data.get(key, False), bool):
                 raise ValueError(f"{key} must be true or false")
         drop = data.get("dropAfterSeconds")
@@ -58,13 +59,15 @@ class MachineFaults:
             checked[program] = {"exitCode": code, "stderr": str(failure.get("stderr", "")),
                                 "stdout": str(failure.get("stdout", ""))}
         return cls(data.get("sshRefused", False), None if drop is None else float(drop), float(latency), checked,
-                   data.get("hostKeyChanged", False), data.get("kubeletFails", False))
+                   data.get("hostKeyChanged", False), data.get("kubeletFails", False), data.get("bootFails", False))
 
     def as_dict(self) -> dict:
         shown = {"sshRefused": self.ssh_refused, "dropAfterSeconds": self.drop_after_seconds,
                  "latencyMs": self.latency_ms, "failures": self.failures, "hostKeyChanged": self.host_key_changed}
         if self.kubelet_fails:  # shown when set only: the earlier keys' shape stays as clients know it
             shown["kubeletFails"] = True
+        if self.boot_fails:
+            shown["bootFails"] = True
         return shown
 
     def by_program(self) -> dict[str, dict[str, dict]]:

@@ -228,6 +228,10 @@ class Machine:
         await asyncio.sleep(self.boot_seconds * self.time_scale)
         async with self._lock:
             self._pending = None
+            if self.faults.boot_fails:
+                self.power = "off"  # hung at boot: it stays down until someone powers it on
+                log.info("%s did not come back from its reboot (bootFails)", self.name)
+                return
             try:
                 await self._power_on()
             except Exception:
