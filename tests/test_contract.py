@@ -176,7 +176,7 @@ def test_an_operation_needing_an_undeclared_resource_is_refused():
 
 def test_operations_are_found_by_walking_the_package():
     found = load(["handlers"])
-    assert {"help", "status", "cordon", "uncordon", "drain", "jobs", "job", "cancel", "resume"} <= set(found)
+    assert {"help", "status", "cordon", "uncordon", "drain", "jobs", "job", "cancel", "pause", "resume"} <= set(found)
     assert set(found.resources) >= {"kube", "redis"}
     assert found["drain"].usage.startswith("drain NODE [--delete-emptydir-data]")
 

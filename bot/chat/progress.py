@@ -5,6 +5,9 @@ The publisher here follows the stream, and edits a job's message from the job's 
 record (worded by bot/contract/reports.py), at most once per interval per job and within a
 shared budget (bot/chat/throttle.py).
 The final state is never dropped: it waits for the throttle like any other edit.
+
+A paused or scheduled job is not over: its message is followed like a running job's, kept at least as long
+as the job waits (a job scheduled for next week is edited when it starts), and edited again when it runs.
 """
 
 from __future__ import annotations
@@ -24,10 +27,20 @@ from bot.contract.reports import JobView, job_view, lost_job_text, progress_text
 from bot.engine import redis_state
 from bot.engine.audit import audit
 from bot.engine.ending import EndKind
-from bot.engine.store import ACTIVE_JOBS, EVENTS_STREAM, decode_hash, get_job
+from bot.engine.store import (
+    ACTIVE_JOBS,
+    EVENTS_STREAM,
+    FINISHED_JOB_TTL,
+    SCHEDULED_JOBS,
+    JobRecord,
+    JobState,
+    decode_hash,
+    get_job,
+)
 
 log = structlog.get_logger("kubemaint.progress")
 MESSAGE_TTL = 7 * 24 * 3600
+WAITING_STATES = frozenset({JobState.PAUSED, JobState.SCHEDULED})  # not over: the job goes on later
 POSITION = "kubemaint:progress:position"  # the last event whose job's message is up to date
 MESSAGE_WAIT_SECONDS = 60.0  # how long events wait for their job's message to be posted
 # After Redis lost its data: how long a worker has to write back the job it was running before the
@@ -121,7 +134,7 @@ class ProgressPublisher:
         saved = self.redis.get(POSITION)
         self.last_id = saved.decode() if saved else self._latest_id()
         self.epoch = redis_state.epoch(self.redis)
-        for job_id in self.redis.smembers(ACTIVE_JOBS):
+        for job_id in [*self.redis.smembers(ACTIVE_JOBS), *self.redis.zrange(SCHEDULED_JOBS, 0, -1)]:
             self.dirty.setdefault(job_id.decode() if isinstance(job_id, bytes) else job_id, self.clock())
 
     def _latest_id(self) -> str:
@@ -197,7 +210,9 @@ class ProgressPublisher:
                 self.dirty.setdefault(job_id, now)
             return
         self.throttle.record(job_id, now)
-        if record.active:
+        if record.state in WAITING_STATES:
+            self._keep_message(job_id, record)
+        if record.active or record.state in WAITING_STATES:
             known = posted_ts(self.redis, message["ts"]) or (followed.ts if followed else message["ts"])
             self.followed[job_id] = Followed(message["channel"], known, record.spec.thread_ts, view)
         else:
@@ -205,6 +220,16 @@ class ProgressPublisher:
             self.throttle.forget(job_id)
         if record.ending is not None and record.ending.kind == EndKind.STATE_LOST and job_id not in self.told_lost:
             self._tell(job_id, record.spec.command_text, message["channel"], record.spec.thread_ts, kept=True)
+
+    def _keep_message(self, job_id: str, record: JobRecord) -> None:
+        """A waiting job's message outlives the wait: a scheduled one's until a week after its start, a paused
+        one's as long as the job itself can be resumed."""
+        wall = self.wall_clock()
+        if record.state == JobState.SCHEDULED and record.start_at is not None:
+            ttl = max(0.0, record.start_at - wall) + MESSAGE_TTL
+        else:
+            ttl = FINISHED_JOB_TTL
+        self.redis.expire(_message_key(job_id), int(max(ttl, MESSAGE_TTL)))
 
     def _tell_forgotten_jobs(self) -> None:
         """After the grace a worker had to write its job back: the jobs Redis forgot for good."""

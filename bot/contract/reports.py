@@ -1,5 +1,6 @@
 """What people read about jobs, written in one place: the progress checklist, the job list, how a
-job ended (done, not done, why, what to type next) and the answers to `cancel` and `resume`.
+job ended (done, not done, why, what to type next), when a paused or scheduled job goes on, and the
+answers to `cancel`, `pause` and `resume`.
 
 The engine records states and `Ending`s as data; everything here is pure: records in, text out.
 """
@@ -13,13 +14,14 @@ from typing import NamedTuple
 
 from bot.domain.text import MAX_LINE_CHARS, MAX_MESSAGE_CHARS, clip, duration, escape, fit
 from bot.engine.ending import Ending, EndKind
-from bot.engine.locks import format_since
+from bot.engine.locks import describe_target, format_since
 from bot.engine.queue import Change, ChangeKind
 from bot.engine.store import ACTIVE_STATES, JobRecord, JobState, StepRecord, StepState
 
 _STEP_MARKS: dict[str, str] = {"pending": "▫️", "running": "⏳", "done": "✅", "failed": "❌", "skipped": "⏭️"}
 _JOB_MARKS: dict[str, str] = {
     "queued": "🕒", "running": "⏳", "succeeded": "✅", "failed": "❌", "cancelled": "🚫", "halted": "⏸️",
+    "paused": "⏸️", "scheduled": "🕘",
 }
 
 
@@ -42,6 +44,7 @@ class JobView:
     result: str = ""  # final one-liner, e.g. "node01 cordoned" or why it stopped
     next_command: str | None = None  # what to type next, e.g. "uncordon node01" or a resume command
     waiting: str = ""  # while queued or running: why nothing moves ("worker lost at 12:03, ...")
+    starts: str = ""  # while scheduled: "starts Thu 09:00 UTC" (or "continues ..." after a pause)
 
     def __post_init__(self) -> None:
         # Accept plain (name, state, seconds, detail) tuples from callers.
@@ -53,21 +56,29 @@ def job_view(record: JobRecord, now: float) -> JobView:
     started = record.started_at or record.queued_at or record.spec.created_at
     over = record.state not in ACTIVE_STATES
     end = record.finished_at if over and record.finished_at else now
+    if record.state == JobState.SCHEDULED and not record.started_at:
+        end = started  # waiting for its first start: no time spent yet
     steps = [StepView(s.name, str(s.state), None if s.started_at is None else (s.finished_at or now) - s.started_at,
                       s.detail) for s in record.steps]
-    if record.state in (JobState.FAILED, JobState.HALTED):
+    if record.state in (JobState.FAILED, JobState.HALTED, JobState.PAUSED):
         next_command = f"resume {record.id}"  # the result line says what was done and the other way out
     elif record.state == JobState.SUCCEEDED:
         next_command = record.spec.next_command
-    elif record.state == JobState.CANCELLED:
-        next_command = None
+    elif record.state in (JobState.CANCELLED, JobState.SCHEDULED):
+        next_command = None  # a scheduled job's line names both ways: start it now or drop it
     else:
         next_command = f"cancel {record.id}"
     result = ending_text(record) if over else ""  # while it runs, the checklist says where it stands
+    starts = ""
+    if record.state == JobState.SCHEDULED:
+        result = scheduled_text(record, now)
+        if record.start_at is not None:
+            verb = "continues" if _window_pause(record) else "starts"
+            starts = f"{verb} {_moment(record.start_at, now)}"
     if record.state == JobState.SUCCEEDED and steps and steps[-1].detail:
         result = steps[-1].detail  # "node01 cordoned" says more than "all steps done"
     return JobView(record.id, record.spec.command_text, str(record.state), tuple(steps), max(0.0, end - started),
-                   result, next_command, waiting_for_worker(record, now))
+                   result, next_command, waiting_for_worker(record, now), starts)
 
 
 WORKER_LOST_AFTER = 15.0  # seconds without a heartbeat before a running job's message says its worker is lost
@@ -80,11 +91,54 @@ def waiting_for_worker(record: JobRecord, now: float) -> str:
         return f"worker lost at {_clock(lost_at)}, waiting for a worker to resume it"
     if record.state == JobState.QUEUED and record.recoveries and lost_at:
         return f"worker lost at {_clock(lost_at)}, waiting for a worker to resume it"
+    if record.state == JobState.SCHEDULED and record.start_at and now - record.start_at > WORKER_LOST_AFTER:
+        return f"due at {_clock(record.start_at)}, waiting for a worker to queue it"
     return ""
 
 
 def _clock(epoch: float) -> str:
     return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
+
+
+def _moment(epoch: float, reference: float) -> str:
+    """A time people plan by: `Thu 09:00 UTC` within the six days after `reference`, with the date beyond
+    (or before it)."""
+    if 0 <= epoch - reference < 6 * 86400:
+        return time.strftime("%a %H:%M UTC", time.gmtime(epoch))
+    return time.strftime("%a %Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def _window_pause(record: JobRecord) -> bool:
+    """Scheduled because a step paused it until a time (not a first start)."""
+    return record.ending is not None and record.ending.kind == EndKind.PAUSED
+
+
+def _locks_released(record: JobRecord) -> str:
+    targets = [describe_target(t) for t in record.spec.locks]
+    if not targets:
+        return ""
+    if len(targets) == 1:
+        return f" Its lock on {targets[0]} is released meanwhile."
+    return f" Its locks on {', '.join(targets[:-1])} and {targets[-1]} are released meanwhile."
+
+
+def scheduled_text(record: JobRecord, now: float, *, countdown: bool = True) -> str:
+    """Where a scheduled job stands at `now`: when it starts (or continues after a pause), how long until then
+    (with `countdown`) and the two ways out."""
+    job = record.id
+    start_at = record.start_at if record.start_at is not None else now
+    when = _moment(start_at, now)
+    due = ""
+    if countdown:
+        due = f"in {duration(start_at - now)}" if start_at > now else "due: waiting for a worker to queue it"
+    if _window_pause(record):
+        ending = record.ending
+        head = "⏸ Paused" + (f" by {ending.by}" if ending.by else "") + (f": {ending.reason}" if ending.reason else "")
+        due = f", {due}" if due else ""
+        return (f"{head}; continues at {when}{due} (`resume {job}` now, `cancel {job}` stops it)."
+                f"{_locks_released(record)}")
+    due = f" ({due})" if due else ""
+    return f"🕘 Starts at {when}{due}: `resume {job}` starts it now, `cancel {job}` drops it."
 
 
 def queued_view(job_id: str, command_text: str, step_names: Iterable[str]) -> JobView:
@@ -128,8 +182,10 @@ def ending_text(record: JobRecord) -> str:
             return f"Cancelled by {ending.by} before it started: nothing was changed."
         return f"Cancelled by {ending.by} while waiting to resume. Done: {done}. Skipped: {skipped}."
     if ending.kind == EndKind.ABORTED:
-        return (f"Aborted by {ending.by} after it {ending.was}: it will not be resumed. Done: {done}. "
-                f"Skipped: {skipped}.")
+        was = "while it was paused" if ending.was == JobState.PAUSED else f"after it {ending.was}"
+        return f"Aborted by {ending.by} {was}: it will not be resumed. Done: {done}. Skipped: {skipped}."
+    if ending.kind == EndKind.PAUSED:
+        return _paused_text(record, ending)
     if ending.kind == EndKind.LOST_LOCK:
         targets = ", ".join(ending.targets)
         return (f"Halted at a safe point {'during' if ending.during else 'before'} step '{ending.step}': "
@@ -148,8 +204,26 @@ def ending_text(record: JobRecord) -> str:
             f"the target, then `resume {job}` or `cancel {job}`.")
 
 
+def _paused_text(record: JobRecord, ending: Ending) -> str:
+    """A job paused at a safe point: where, by whom or why, how it goes on, and that its locks are free."""
+    job, names = record.id, [s.name for s in record.steps]
+    if record.state == JobState.SCHEDULED and ending.until:
+        return scheduled_text(record, record.updated_at or ending.until, countdown=False)
+    index = names.index(ending.step) if ending.step in names else 0
+    before = [s for s in record.steps[:index] if s.state == StepState.DONE]
+    if ending.during:
+        where, goes_on = f"during '{ending.step}'", f"'{ending.step}' from its checkpoint"
+    elif before:
+        where, goes_on = f"after '{before[-1].name}'", f"with '{ending.step}'"
+    else:
+        where, goes_on = f"before '{ending.step}'", f"with '{ending.step}'"
+    head = "⏸ Paused" + (f" by {ending.by}" if ending.by else "") + f" {where}"
+    head += f": {ending.reason}." if ending.reason else ":"
+    return f"{head} `resume {job}` continues {goes_on}, `cancel {job}` stops it.{_locks_released(record)}"
+
+
 def change_text(change: Change) -> str:
-    """The reply to `cancel ID` or `resume ID`."""
+    """The reply to `cancel ID`, `pause ID` or `resume ID`."""
     job, record = change.job_id, change.record
     if change.kind == ChangeKind.NOT_A_JOB_ID:
         return f"{job!r} is not a job id: job ids look like j-1a2b3c4d (see `jobs`)."
@@ -162,8 +236,19 @@ def change_text(change: Change) -> str:
     if change.kind == ChangeKind.CANCEL_REQUESTED:
         current = f" (now in step '{record.current_step}')" if record.current_step else ""
         return f"Cancelling {job} ({command}){current}: it stops at the next safe point and skips the remaining steps."
-    if change.kind == ChangeKind.CANCELLED:
+    if change.kind in (ChangeKind.CANCELLED, ChangeKind.PAUSED):
         return f"{job} ({command}): {ending_text(record)}"
+    if change.kind == ChangeKind.PAUSE_REQUESTED:
+        current = f" (now in step '{record.current_step}')" if record.current_step else ""
+        return (f"Pausing {job} ({command}){current}: it pauses at the next safe point, once the current step is "
+                f"done (a rollout step stops between nodes); then `resume {job}` continues it.")
+    if change.kind == ChangeKind.PAUSE_ALREADY_REQUESTED:
+        return (f"Pause of {job} ({command}) was already requested by {record.pause_requested_by}; "
+                "it pauses at the next safe point.")
+    if change.kind == ChangeKind.PAUSE_WITHDRAWN:
+        return f"{job} ({command}) goes on: the pause {record.pause_requested_by} asked for is withdrawn."
+    if change.kind == ChangeKind.NOT_PAUSABLE:
+        return f"Cannot pause {job} ({command}): {_why_not_pausable(record)}."
     if change.kind == ChangeKind.ALREADY_OVER:
         when = f" at {format_since(record.finished_at)}" if record.finished_at else ""
         return f"{job} ({command}) already {record.state}{when}: nothing to cancel."
@@ -176,7 +261,29 @@ def change_text(change: Change) -> str:
         }.get(JobState(record.state), f"it is {record.state}")
         return f"Cannot resume {job} ({command}): {why}."
     next_step = next((s.name for s in record.steps_not_done()), None)
+    if change.state_before == JobState.SCHEDULED and not record.steps_in(StepState.DONE):
+        planned = f" instead of at {_moment(record.start_at, record.updated_at or 0)}" if record.start_at else ""
+        return f"Starting {job} ({command}) now{planned}."
     return f"Resuming {job} ({command}): done steps are kept; it continues at '{next_step}'."
+
+
+def _why_not_pausable(record: JobRecord) -> str:
+    job, state = record.id, record.state
+    if state == JobState.RUNNING:
+        return (f"a cancel was already requested by {record.cancel_requested_by}; it stops at the next safe "
+                "point")
+    if state == JobState.PAUSED:
+        return f"it is already paused: `resume {job}` continues it, `cancel {job}` stops it"
+    if state == JobState.SCHEDULED:
+        when = _moment(record.start_at, record.updated_at or 0) if record.start_at else "later"
+        if _window_pause(record):
+            return f"it is already paused until {when}: `resume {job}` continues it now, `cancel {job}` stops it"
+        return f"it has not started; it starts at {when}: `cancel {job}` drops it"
+    if state in (JobState.FAILED, JobState.HALTED):
+        return f"it is not running (it {state}): `resume {job}` continues it, `cancel {job}` abandons it"
+    if state == JobState.SUCCEEDED:
+        return "it already succeeded"
+    return f"it is {state}, nothing is left to pause"
 
 
 def lost_job_text(job_id: str, command: str, *, kept: bool, now: list[str], undo: str | None) -> str:
@@ -216,7 +323,7 @@ def jobs_text(jobs: Sequence[JobView]) -> str:
         return "No jobs yet."
     lines = [
         f"{_JOB_MARKS.get(job.state, '•')} `{escape(job.job_id)}` `{escape(job.command_text)}` · {job.state}"
-        f" · {duration(job.elapsed_seconds)}"
+        + (f", {job.starts}" if job.starts else f" · {duration(job.elapsed_seconds)}")
         for job in jobs
     ]
     return "\n".join(["*Jobs*", *fit(lines, MAX_MESSAGE_CHARS - 10, "jobs")])
@@ -256,6 +363,9 @@ def _final_line(job: JobView) -> str:
         "failed": f"*Failed* after {took}{result}",
         "cancelled": f"*Cancelled* after {took}{result}",
         "halted": f"*Halted* after {took}{result}",
+        # Their result lines start with their own mark and say how the job goes on.
+        "paused": escape(job.result) or "⏸ Paused",
+        "scheduled": escape(job.result) or "🕘 Scheduled",
     }.get(job.state, f"{job.state} after {took}{result}")
     return clip(summary, limit=MAX_LINE_CHARS * 2)
 

@@ -13,7 +13,11 @@ options, say) is rebuilt as that type before the call (`invoke`).
 
 An action must be idempotent: after a crash the runner calls it again from the start, with the
 `checkpoint_data` it had saved. Long actions call `ctx.progress(...)` now and then and stop at safe
-points with `ctx.stop_if_cancelled()` (or check `ctx.cancelled()` and raise `JobCancelled`). Steps
+points with `ctx.stop_if_cancelled()` (or check `ctx.cancelled()` and raise `JobCancelled`). A step that
+works node after node (a rollout) checks `ctx.pause_requested()` before it starts a node and, once its
+current nodes are done, raises `JobPaused`: the job pauses there and a resume re-runs the step from its
+checkpoint. A step that must wait for a time (its maintenance window ended) raises
+`JobPaused(reason, until=ts)`: the job continues by itself at `ts`. Steps
 of one job share values through `ctx.job_data` (a drain's deadline, say), never by reading another
 step's checkpoint.
 """
@@ -41,6 +45,21 @@ class UnknownAction(LookupError):
 
 class JobCancelled(Exception):
     """Raised at a safe point to stop the job: the step is left unfinished, its checkpoint kept."""
+
+
+class JobPaused(Exception):
+    """Raised at a safe point to pause the job: the step goes back to pending with its checkpoint kept,
+    the locks are released, and the step runs again (from its checkpoint) when the job continues.
+
+    Without `until` the job is paused until someone types `resume` (raise it when `ctx.pause_requested()`);
+    with `until` (a time.time() timestamp) it is scheduled to continue by itself then. `reason` is shown
+    in the job's message ("the maintenance window ended at 06:00").
+    """
+
+    def __init__(self, reason: str = "", *, until: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.until = until
 
 
 def action(name: str) -> Callable[[F], F]:
@@ -158,7 +177,8 @@ class StepContext:
     def __init__(self, *, job_id: str, step: str, resources: Any, log: Any, checkpoint_data: CheckpointData,
                  cancelled: Callable[[], bool], progress: Callable[[str], None],
                  job_data: CheckpointData | None = None, requester: str | None = None,
-                 node_output: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+                 node_output: Callable[[Mapping[str, Any]], None] | None = None,
+                 pause_requested: Callable[[], bool] | None = None) -> None:
         self.job_id = job_id
         self.requester = requester  # who asked for the job: node commands are audited with it
         self.step = step
@@ -167,12 +187,19 @@ class StepContext:
         self.checkpoint_data = checkpoint_data  # this step's own, kept across re-runs of the step
         self.job_data = job_data if job_data is not None else CheckpointData({}, lambda values: None)
         self._cancelled = cancelled
+        self._pause_requested = pause_requested
         self._progress = progress
         self._node_output = node_output
 
     def cancelled(self) -> bool:
         """True once the job should stop at the next safe point (cancel requested, or this run lost its job)."""
         return self._cancelled()
+
+    def pause_requested(self) -> bool:
+        """True once someone asked to pause the job (`pause ID`). Cheap (the answer may be a fraction of a
+        second old), so a rollout can ask before every node. The runner pauses between steps by itself; a
+        long step that honours it lets its current nodes finish, starts no new one and raises `JobPaused`."""
+        return self._pause_requested() if self._pause_requested is not None else False
 
     def stop_if_cancelled(self) -> None:
         """A safe point: raise JobCancelled if the job should stop."""

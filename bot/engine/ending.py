@@ -18,6 +18,9 @@ class EndKind(StrEnum):
     LOST_LOCK = "lost_lock"  # halted `during` or before `step`: the locks on `targets` could not be refreshed
     WORKER_DIED = "worker_died"  # halted at `step`: its worker (`worker`) died `deaths` times in a row
     STATE_LOST = "state_lost"  # halted `during` `step`: Redis lost its data; the run wrote the job back
+    # Paused at a safe point `during` or before `step`, asked by `by` or by the step itself (`reason`): the job
+    # is paused until `resume`, or scheduled to continue by itself at `until` (a maintenance window's end).
+    PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Ending:
     worker: str = ""
     deaths: int = 0
     was: str = ""
+    until: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in ("", (), 0, False)}, sort_keys=True)

@@ -9,11 +9,13 @@
    compare-and-refresh scripts. If a refresh fails, or Redis has not answered for nearly a TTL, the run
    considers itself fenced off and stops at the next safe point;
 3. builds the resources (the worker's `resources_factory`), takes all locks (all or none; see locks.py);
-4. for each step not done: check for cancel (a safe point), mark it running + event, call the action, mark
-   it done + event. Every write is fenced by the run token (store.fenced), so a run that lost its job
-   cannot overwrite the new run's checkpoints;
-5. ends with one of: succeeded, failed (a step raised), cancelled (at a safe point, remaining steps skipped) or
-   halted (a lock was lost), records how it ended (`Ending`: the chat words it) and releases its locks.
+4. for each step not done: check for cancel and pause (a safe point), mark it running + event, call the
+   action, mark it done + event. Every write is fenced by the run token (store.fenced), so a run that lost
+   its job cannot overwrite the new run's checkpoints;
+5. ends with one of: succeeded, failed (a step raised), cancelled (at a safe point, remaining steps skipped),
+   halted (a lock was lost), paused (asked to, at a safe point: the interrupted step goes back to pending with
+   its checkpoint) or scheduled (a step raised `JobPaused(until=...)`: it continues by itself then), records
+   how it ended (`Ending`: the chat words it) and releases its locks.
 
 A run killed at any moment leaves `running` with a heartbeat that expires; the sweeper (sweeper.py)
 re-enqueues it and the next run skips done steps and re-runs the interrupted one (actions are idempotent).
@@ -39,6 +41,7 @@ from bot.engine import locks, redis_state
 from bot.engine.actions import (
     CheckpointData,
     JobCancelled,
+    JobPaused,
     Resources,
     ResourcesFactory,
     StepContext,
@@ -66,7 +69,9 @@ from bot.engine.store import (
     job_key,
     read_checkpoint_data,
     runner_key,
+    scheduled_ops,
     steps_key,
+    text,
 )
 
 log = structlog.get_logger("kubemaint.jobs")
@@ -83,7 +88,8 @@ class Timings:
     sweep_interval: float = 2.0  # each worker's sweeper looks for dead runs this often
     lost_job_grace: float = 15.0  # a queued job missing from the RQ queue this long is re-enqueued
     max_recoveries: int = 3  # after this many worker deaths in a row the job halts instead of resuming
-    cancel_check_interval: float = 0.1  # ctx.cancelled() asks Redis at most this often
+    cancel_check_interval: float = 0.1  # ctx.cancelled() and ctx.pause_requested() ask Redis at most this often
+    schedule_poll: float = 0.5  # the sweeper looks for scheduled jobs that are due at least this often
 
     @property
     def lock_refresh_interval(self) -> float:
@@ -241,7 +247,8 @@ class StepRunner:
         self.holder: locks.LockHolder | None = None
         self.resources: Any = None
         self._cancel_by = ""
-        self._cancel_checked = 0.0
+        self._pause_by = ""
+        self._flags_checked = 0.0
         self.epoch = ""
         self.job_data: CheckpointData | None = None
 
@@ -321,14 +328,18 @@ class StepRunner:
 
         try:
             acquired = locks.acquire(self.redis, spec.locks, self.holder, self.timings.lock_ttl,
-                                     self.timings.lock_wait, on_wait=waiting, should_stop=self._stop_requested)
+                                     self.timings.lock_wait, on_wait=waiting,
+                                     should_stop=lambda: self._stop_requested() or self._pause_requested())
         except locks.LockBusy as busy:
             self.holder = None  # nothing of ours to release
             self._fail_before_steps(str(busy))
             return False, resources
         if not acquired:
             self._check_lost()
-            self._cancelled(next_index=self._first_not_done(), interrupted=False)
+            if self._stop_requested():
+                self._cancelled(next_index=self._first_not_done(), interrupted=False)
+            else:
+                self._paused(self._first_not_done(), interrupted=False)
             return False, resources
         self.keeper.watch_locks(spec.locks, self.holder)
         return True, resources
@@ -343,6 +354,8 @@ class StepRunner:
                 continue
             if self._stop_requested(fresh=True):  # the safe point between steps
                 return self._stop(index, interrupted=False)
+            if self._pause_requested():  # read with the cancel flag just above
+                return self._paused(index, interrupted=False)
             self._mark_running(step_record)
             try:
                 fn = get_action(step.action)
@@ -350,7 +363,7 @@ class StepRunner:
                                       save=lambda values, name=step.name: self._save_data(name, values))
                 ctx = StepContext(job_id=self.job_id, requester=spec.requester, step=step.name, resources=resources,
                                   log=self.log.bind(step=step.name), checkpoint_data=data, job_data=job_data,
-                                  cancelled=self._stop_requested,
+                                  cancelled=self._stop_requested, pause_requested=self._pause_requested,
                                   node_output=lambda entry: keep_node_output(self.redis, self.job_id, entry),
                                   progress=lambda detail, rec=step_record: self._progress(rec, detail))
                 detail = invoke(fn, ctx, step.args)
@@ -358,6 +371,10 @@ class StepRunner:
                 raise
             except JobCancelled:
                 return self._stop(index, interrupted=True)
+            except JobPaused as paused:
+                if self._stop_requested(fresh=True):  # a cancel asked meanwhile wins: it is the stronger word
+                    return self._stop(index, interrupted=True)
+                return self._paused(index, interrupted=True, reason=paused.reason, until=paused.until)
             except Exception as exc:
                 self._check_lost()
                 self.log.exception("step.failed", step=step.name)
@@ -375,15 +392,25 @@ class StepRunner:
         """
         if self.keeper.lost_job.is_set() or self.keeper.lost_lock.is_set():
             return True
-        now = time.monotonic()
-        if not self._cancel_by and (fresh or now - self._cancel_checked >= self.timings.cancel_check_interval):
-            self._cancel_checked = now
-            try:
-                by = self.redis.hget(job_key(self.job_id), "cancel_requested_by")
-            except RedisError:  # unreachable for a moment: the keeper decides when the run must stop
-                return False
-            self._cancel_by = by.decode() if isinstance(by, bytes) else (by or "")
+        self._read_flags(fresh)
         return bool(self._cancel_by)
+
+    def _pause_requested(self, fresh: bool = False) -> bool:
+        """Has someone asked to pause the job? Read (and cached) together with the cancel flag."""
+        self._read_flags(fresh)
+        return bool(self._pause_by)
+
+    def _read_flags(self, fresh: bool) -> None:
+        now = time.monotonic()
+        if self._cancel_by or not (fresh or now - self._flags_checked >= self.timings.cancel_check_interval):
+            return
+        self._flags_checked = now
+        try:
+            cancel_by, pause_by = self.redis.hmget(job_key(self.job_id), "cancel_requested_by", "pause_requested_by")
+        except RedisError:  # unreachable for a moment: the keeper decides when the run must stop
+            return
+        self._cancel_by = text(cancel_by)
+        self._pause_by = text(pause_by)  # `resume` may withdraw it before the safe point
 
     def _check_lost(self) -> None:
         if self.keeper.lost_job.is_set():
@@ -414,6 +441,25 @@ class StepRunner:
         ending = Ending(EndKind.CANCELLED, step=steps[next_index].name, by=self._cancel_by, during=interrupted)
         return self._finish(JobState.CANCELLED, ending, changed)
 
+    def _paused(self, index: int, interrupted: bool, reason: str = "", until: float | None = None) -> str:
+        """Pause at this safe point: the step at `index` waits, pending, with its checkpoint; the locks go.
+        With `until` the job is scheduled to continue by itself then; otherwise it waits for `resume`."""
+        self._check_lost()
+        if self.keeper.lost_lock.is_set():
+            return self._halted_lost_lock(index, interrupted)
+        step = self.record.steps[index]
+        changed = []
+        if step.state == StepState.RUNNING:  # interrupted now, or left running by a run that died
+            step.state = StepState.PENDING
+            step.detail = ("paused at a safe point (its checkpoint is kept)" if interrupted
+                           else "paused before it ran again (its checkpoint is kept)")
+            changed.append(step)
+        ending = Ending(EndKind.PAUSED, step=step.name, by=self._pause_by, during=interrupted, reason=reason,
+                        until=until or 0.0)
+        if until is not None:
+            return self._finish(JobState.SCHEDULED, ending, changed, until=until)
+        return self._finish(JobState.PAUSED, ending, changed)
+
     def _halted_lost_lock(self, index: int, interrupted: bool) -> str:
         step = self.record.steps[index]
         targets = tuple(locks.describe_target(t) for t in self.keeper.lost_targets)
@@ -436,7 +482,7 @@ class StepRunner:
     def _fail_before_steps(self, why: str) -> None:
         self._finish(JobState.FAILED, Ending(EndKind.NOT_STARTED, reason=why), [])
 
-    def _finish(self, state: JobState, ending: Ending, changed: list[StepRecord]) -> str:
+    def _finish(self, state: JobState, ending: Ending, changed: list[StepRecord], until: float | None = None) -> str:
         self._check_lost()
         if self.holder is not None:
             # Locks go first: a crash between the two leaves a running job the sweeper finishes, never a
@@ -449,7 +495,10 @@ class StepRunner:
             ops.hset(steps_key(self.job_id), {step.name: step.to_json()})
             ops.event(event_fields(self.job_id, state, step.name, step.state, step.detail))
         ops.hset(job_key(self.job_id), {"ending": ending.to_json(), "current_step": ""})
-        finished_ops(ops, self.job_id, state, now)
+        if until is None:
+            finished_ops(ops, self.job_id, state, now)
+        else:
+            scheduled_ops(ops, self.job_id, until, now)
         ops.event(event_fields(self.job_id, state, detail=str(ending.kind)))
         ops.delete(runner_key(self.job_id))
         self._write(ops)

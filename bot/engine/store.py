@@ -3,14 +3,16 @@
 Layout (all keys start with `kubemaint:`):
 
     kubemaint:job:{id}          hash: spec (JSON), state, ending (JSON, once it ended), worker, pid, run, attempts,
-                                recoveries, cancel_requested_by/_at, current_step, queued_at, started_at,
-                                updated_at, finished_at, alive_at (the running run's last heartbeat)
+                                recoveries, cancel_requested_by/_at, pause_requested_by/_at, current_step, start_at
+                                (while scheduled), queued_at, started_at, updated_at, finished_at, alive_at (the
+                                running run's last heartbeat)
     kubemaint:job:{id}:steps    hash: step name -> JSON {state, detail, started_at, finished_at, runs}
     kubemaint:job:{id}:data     hash: step name -> JSON dict (the action's `checkpoint_data`); "@job" -> the
                                 job-level data steps share (`ctx.job_data`)
     kubemaint:job:{id}:runner   string with a short TTL: the run token of the process running the job
     kubemaint:jobs              sorted set: job ids by creation time (for `jobs`)
     kubemaint:jobs:active       set: job ids queued or running (what the sweeper watches)
+    kubemaint:jobs:scheduled    sorted set: scheduled job ids by start_at (the sweepers queue each one when due)
     kubemaint:events            stream: job, state, step, step_state, detail, ts
 
 While a job runs, every write about it goes through `fenced()`: a Lua script that applies the writes only if
@@ -37,6 +39,7 @@ EVENTS_STREAM = "kubemaint:events"
 EVENTS_MAXLEN = 10_000
 JOBS_INDEX = "kubemaint:jobs"
 ACTIVE_JOBS = "kubemaint:jobs:active"
+SCHEDULED_JOBS = "kubemaint:jobs:scheduled"
 JOBS_INDEX_MAX = 1_000
 # Finished jobs stay readable for `job ID` this long; the audit stream keeps the record beyond that.
 FINISHED_JOB_TTL = 30 * 24 * 3600
@@ -49,6 +52,8 @@ class JobState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     HALTED = "halted"
+    PAUSED = "paused"  # stopped at a safe point on request; waits for `resume` or `cancel`
+    SCHEDULED = "scheduled"  # waits for its start_at (a first start, or a pause that continues by itself)
 
 
 class StepState(StrEnum):
@@ -59,8 +64,9 @@ class StepState(StrEnum):
     SKIPPED = "skipped"
 
 
-# Queued or running: a run is to come or under way. Every other state is the end of a run;
-# of those, failed and halted jobs can be resumed, succeeded and cancelled ones are over for good.
+# Queued or running: a run is to come or under way. Every other state is the end of a run (or a wait
+# before the first): failed, halted, paused and scheduled jobs can be resumed, succeeded and cancelled
+# ones are over for good. A scheduled job also starts by itself at its start_at.
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
 
 
@@ -129,6 +135,9 @@ class JobRecord:
     queue: str = ""
     cancel_requested_by: str = ""
     cancel_requested_at: float | None = None
+    pause_requested_by: str = ""
+    pause_requested_at: float | None = None
+    start_at: float | None = None  # while scheduled: when it is queued
     queued_at: float | None = None
     started_at: float | None = None
     updated_at: float | None = None
@@ -186,6 +195,9 @@ def _job_record(raw_job: Mapping[str, str], raw_steps: Mapping[str, str]) -> Job
         current_step=raw_job.get("current_step", ""), queue=raw_job.get("queue", ""),
         cancel_requested_by=raw_job.get("cancel_requested_by", ""),
         cancel_requested_at=_float(raw_job.get("cancel_requested_at")),
+        pause_requested_by=raw_job.get("pause_requested_by", ""),
+        pause_requested_at=_float(raw_job.get("pause_requested_at")),
+        start_at=_float(raw_job.get("start_at")),
         queued_at=_float(raw_job.get("queued_at")), started_at=_float(raw_job.get("started_at")),
         updated_at=_float(raw_job.get("updated_at")), finished_at=_float(raw_job.get("finished_at")),
         alive_at=_float(raw_job.get("alive_at")),
@@ -261,7 +273,9 @@ for _, op in ipairs(cjson.decode(ARGV[2])) do
   local name, key = op[1], KEYS[op[2]]
   if name == 'hset' then redis.call('HSET', key, unpack(op, 3))
   elseif name == 'xadd' then redis.call('XADD', key, 'MAXLEN', '~', op[3], '*', unpack(op, 4))
+  elseif name == 'hdel' then redis.call('HDEL', key, unpack(op, 3))
   elseif name == 'srem' then redis.call('SREM', key, op[3])
+  elseif name == 'zadd' then redis.call('ZADD', key, op[3], op[4])
   elseif name == 'expire' then redis.call('EXPIRE', key, op[3])
   elseif name == 'del' then redis.call('DEL', key)
   end
@@ -296,8 +310,16 @@ class Ops:
         self.ops.append(["xadd", self._key(EVENTS_STREAM), EVENTS_MAXLEN, *flat])
         return self
 
+    def hdel(self, key: str, *fields: str) -> Ops:
+        self.ops.append(["hdel", self._key(key), *fields])
+        return self
+
     def srem(self, key: str, member: str) -> Ops:
         self.ops.append(["srem", self._key(key), member])
+        return self
+
+    def zadd(self, key: str, member: str, score: float) -> Ops:
+        self.ops.append(["zadd", self._key(key), repr(float(score)), member])
         return self
 
     def expire(self, key: str, seconds: int) -> Ops:
@@ -316,8 +338,12 @@ class Ops:
                 pipe.hset(key, mapping=dict(zip(op[2::2], op[3::2], strict=True)))
             elif name == "xadd":
                 pipe.xadd(key, dict(zip(op[3::2], op[4::2], strict=True)), maxlen=op[2], approximate=True)
+            elif name == "hdel":
+                pipe.hdel(key, *op[2:])
             elif name == "srem":
                 pipe.srem(key, op[2])
+            elif name == "zadd":
+                pipe.zadd(key, {op[3]: float(op[2])})
             elif name == "expire":
                 pipe.expire(key, op[2])
             elif name == "del":
@@ -330,10 +356,26 @@ def fenced(redis: Redis, job_id: str, token: str, ops: Ops) -> bool:
     return bool(script(keys=[runner_key(job_id), *ops.keys], args=[token, json.dumps(ops.ops)]))
 
 
+PAUSE_FIELDS = ("pause_requested_by", "pause_requested_at")
+
+
 def finished_ops(ops: Ops, job_id: str, state: str, now: float) -> Ops:
-    """The bookkeeping every terminal or resumable end shares."""
+    """The bookkeeping every terminal or resumable end shares (a pause too: a paused job left alone
+    expires like a failed one)."""
     ops.hset(job_key(job_id), {"state": state, "finished_at": now, "updated_at": now})
     ops.srem(ACTIVE_JOBS, job_id)
+    ops.hdel(job_key(job_id), *PAUSE_FIELDS)  # a pause asked of this run is answered by its end
     for key in (job_key(job_id), steps_key(job_id), data_key(job_id)):
         ops.expire(key, FINISHED_JOB_TTL)  # `resume` persists them again
+    return ops
+
+
+def scheduled_ops(ops: Ops, job_id: str, start_at: float, now: float) -> Ops:
+    """A run that ends to continue at `start_at` by itself: out of the active set, into the schedule.
+    Its keys keep no TTL: the job must still be there when its time comes."""
+    ops.hset(job_key(job_id), {"state": JobState.SCHEDULED, "start_at": start_at, "finished_at": now,
+                               "updated_at": now})
+    ops.srem(ACTIVE_JOBS, job_id)
+    ops.hdel(job_key(job_id), *PAUSE_FIELDS)
+    ops.zadd(SCHEDULED_JOBS, job_id, start_at)
     return ops

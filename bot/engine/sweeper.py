@@ -13,6 +13,10 @@ seconds at the active jobs (`kubemaint:jobs:active`):
 
 Even a double enqueue would be harmless: a run first claims the job with SET NX on its heartbeat key, so a
 second copy finds it busy (or finished) and does nothing.
+
+The same thread starts scheduled jobs when their time comes (queue.start_due_jobs; why not RQ's scheduler is
+said there): it looks at the schedule's head at least every `schedule_poll` seconds and sleeps no longer
+than until the head is due, so a job starts well within a second of its start_at whichever worker is alive.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import structlog
 from redis import Redis
@@ -30,7 +36,7 @@ from rq import Queue
 from bot.engine import redis_state
 from bot.engine.audit import audit
 from bot.engine.ending import Ending, EndKind
-from bot.engine.queue import QUEUE_NAME, enqueue_run
+from bot.engine.queue import QUEUE_NAME, enqueue_run, next_start, start_due_jobs
 from bot.engine.runner import Timings
 from bot.engine.store import (
     ACTIVE_JOBS,
@@ -48,6 +54,7 @@ from bot.engine.store import (
 )
 
 log = structlog.get_logger("kubemaint.sweeper")
+T = TypeVar("T")
 
 
 class Sweeper(threading.Thread):
@@ -57,6 +64,7 @@ class Sweeper(threading.Thread):
         self.worker_name = worker_name
         self.timings = timings or Timings()
         self.suspects: dict[str, float] = {}
+        self._known_epoch = ""
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -67,20 +75,43 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         # A little jitter keeps the sweepers of workers started together from running in lockstep.
         delay = random.uniform(0, self.timings.sweep_interval / 4)
-        known = ""
+        next_sweep = time.monotonic() + delay
         while not self._stopping.wait(delay):
-            try:
-                if known and redis_state.lost_since(self.redis, known):
-                    # The runs notice their own jobs; this says it once per worker for the operators.
-                    log.error("redis.data_lost", worker=self.worker_name)
-                    audit(self.redis, "redis.data_lost", worker=self.worker_name)
-                known = redis_state.epoch(self.redis)
-                sweep_once(self.redis, self.worker_name, self.timings, self.suspects)
-            except RedisError as exc:
-                log.warning("sweeper.redis_error", error=str(exc))
-            except Exception:
-                log.exception("sweeper.failed")
-            delay = self.timings.sweep_interval
+            # Each part on its own: a job the schedule cannot start must not keep dead runs from being found.
+            started = self._guarded("sweeper.schedule_failed", lambda: start_due_jobs(self.redis))
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.timings.sweep_interval
+                self._guarded("sweeper.failed", self._sweep)
+            if started is None:  # Redis unreachable, or a job that cannot be started: look again later
+                delay = self.timings.sweep_interval
+            else:
+                delay = self._guarded("sweeper.schedule_failed", lambda at=next_sweep: self._until_next(at))
+                delay = self.timings.sweep_interval if delay is None else delay
+
+    def _sweep(self) -> None:
+        if self._known_epoch and redis_state.lost_since(self.redis, self._known_epoch):
+            # The runs notice their own jobs; this says it once per worker for the operators.
+            log.error("redis.data_lost", worker=self.worker_name)
+            audit(self.redis, "redis.data_lost", worker=self.worker_name)
+        self._known_epoch = redis_state.epoch(self.redis)
+        sweep_once(self.redis, self.worker_name, self.timings, self.suspects)
+
+    def _guarded(self, what: str, call: Callable[[], T]) -> T | None:
+        try:
+            return call()
+        except RedisError as exc:
+            log.warning("sweeper.redis_error", error=str(exc))
+        except Exception:
+            log.exception(what)
+        return None
+
+    def _until_next(self, next_sweep: float) -> float:
+        """Sleep until the next sweep, the next look at the schedule, or the schedule's head, whichever is first."""
+        delay = min(max(0.0, next_sweep - time.monotonic()), self.timings.schedule_poll)
+        head = next_start(self.redis)
+        if head is not None:
+            delay = min(delay, max(0.0, head - time.time()))
+        return delay
 
 
 def sweep_once(redis: Redis, worker_name: str, timings: Timings, suspects: dict[str, float] | None = None
