@@ -91,6 +91,7 @@ class Stack:
     extra_channels: dict[str, str] = field(default_factory=dict)  # channel id -> name
     operation_modules: tuple[str, ...] = ()  # more operations for the bot and the workers (config key)
     ssh_settings: dict = field(default_factory=dict)  # over the bot's ssh section (e.g. a short deadline)
+    maintenance: dict = field(default_factory=dict)  # the config's maintenance section (windows, blockers, gates)
     # Run the Slack emulator in a process of its own (benchmarks: so the test clients' load
     # does not delay the emulator's own clock readings).
     slack_process: bool = False
@@ -168,6 +169,7 @@ class Stack:
             "backups": {"store": {"type": "local", "directory": str(self.workdir / "backups")}},
             # The demo's edits come fast so a person sees steps tick; Slack's budget still applies.
             "progress": {"edit_interval_seconds": 1, "updates_per_minute": 45},
+            **({"maintenance": self.maintenance} if self.maintenance else {}),
         }
 
     def _ssh_config(self) -> dict:

@@ -13,6 +13,8 @@ from bot.chat.config import ConfigError, RoleSettings, Settings, load_settings
 from bot.chat.grammar import parse
 from bot.contract.registry import operations
 
+# The commands a second person approves unless the configuration says otherwise.
+APPROVED_BY_DEFAULT = ("drain", "os-upgrade", "os-upgrade-all", "reboot", "reboot-needed", "restore-etcd", "upgrade")
 MINIMAL = "slack:\n  bot_token: xoxb-file\n  app_token: xapp-file\n"
 # drain needs an approval by default, so a usable config names at least one approver.
 APPROVER = "roles: {approvers: [U0APP]}\n"
@@ -46,7 +48,7 @@ def test_minimal_file_gets_sensible_defaults(write) -> None:
     for verb in ("cordon", "uncordon", "cancel", "drain"):
         assert settings.policies[verb].allowed_roles == ("operator",)
     for verb, policy in settings.policies.items():
-        assert policy.approval_required == (verb in ("drain", "restore-etcd", "upgrade"))
+        assert policy.approval_required == (verb in APPROVED_BY_DEFAULT)
         assert policy.approvals_needed == (2 if verb == "restore-etcd" else 1)
         assert policy.approval_ttl_seconds == 1800
 
@@ -55,12 +57,12 @@ def test_a_config_without_approvers_is_refused_because_drain_needs_one(write) ->
     with pytest.raises(ConfigError) as caught:
         load_settings(write(MINIMAL), env={})
     [problem] = caught.value.problems
-    assert re.fullmatch(r"policies\.(drain|restore-etcd|upgrade)\.approval_required: no approvers are configured "
+    assert re.fullmatch(r"policies\.(drain|os-upgrade|os-upgrade-all|reboot|reboot-needed|restore-etcd|upgrade)"
+                        r"\.approval_required: no approvers are configured "
                         r"\(roles\.approvers\)", problem)
     # Turning the approvals off is a deliberate, visible choice.
-    settings = load_settings(write(MINIMAL + "policies: {drain: {approval_required: false}, "
-                                             "restore-etcd: {approval_required: false}, "
-                                             "upgrade: {approval_required: false}}\n"), env={})
+    off = ", ".join(f"{verb}: {{approval_required: false}}" for verb in APPROVED_BY_DEFAULT)
+    settings = load_settings(write(MINIMAL + f"policies: {{{off}}}\n"), env={})
     assert settings.policies["drain"].allowed_roles == ("operator",)
 
 
@@ -156,7 +158,7 @@ supported_latest_minor: "1.32"
         (MINIMAL + "policies: {cordon: {needs_approval: true}}\n", "policies.cordon.needs_approval: unknown key"),
         (MINIMAL + "policies: {cordon: {approval_required: maybe}}\n",
          "policies.cordon.approval_required: must be true or false"),
-        (MINIMAL + "policies: {reboot: {allowed_roles: [operator]}}\n", "policies.reboot: unknown command"),
+        (MINIMAL + "policies: {rebot: {allowed_roles: [operator]}}\n", "policies.rebot: unknown command"),
         (MINIMAL + "policies: {cordon: {approval_required: true}}\n",
          "policies.cordon.approval_required: no approvers are configured (roles.approvers)"),
         (MINIMAL + "roles: {approvers: [U0A]}\npolicies: {cordon: {approval_required: true, approvals_needed: 2}}\n",
@@ -184,8 +186,8 @@ def test_unknown_policy_verb_is_one_clear_problem(write) -> None:
         load_settings(write(MINIMAL + "policies: {drian: {}}\n"), env={})
     assert caught.value.problems == [
         "policies.drian: unknown command; policies exist for backup-etcd, backup-resources, backups, cancel, cordon, "
-        "drain, help, job, jobs, restore-etcd, resume, status, status-node, uncordon, upgrade, upgrade-plan, "
-        "upgrade-plan-to"
+        "drain, help, job, jobs, os-upgrade, os-upgrade-all, pause, reboot, reboot-needed, restore-etcd, resume, "
+        "status, status-node, uncordon, upgrade, upgrade-plan, upgrade-plan-to"
     ]
 
 

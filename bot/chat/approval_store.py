@@ -37,13 +37,14 @@ class PendingRequest:
     card_ts: str = ""
     job_id: str = ""  # set with the approval, before the job is queued
     submitted: bool = False  # the job was queued
+    start_at: float | None = None  # queued to start then (the next maintenance window), not at once
 
     def to_json(self) -> str:
         return json.dumps({
             "request": self.request.to_dict(), "verb": self.verb, "plan_lines": self.plan_lines,
             "steps": [s.to_dict() for s in self.steps], "locks": self.locks, "next_command": self.next_command,
             "thread_ts": self.thread_ts, "card_ts": self.card_ts, "job_id": self.job_id,
-            "submitted": self.submitted,
+            "submitted": self.submitted, "start_at": self.start_at,
         })
 
     @classmethod
@@ -54,7 +55,7 @@ class PendingRequest:
             steps=[Step.from_dict(s) for s in data["steps"]], locks=data["locks"],
             next_command=data.get("next_command"), thread_ts=data.get("thread_ts"),
             card_ts=data.get("card_ts", ""), job_id=data.get("job_id", ""),
-            submitted=data.get("submitted", bool(data.get("job_id"))),
+            submitted=data.get("submitted", bool(data.get("job_id"))), start_at=data.get("start_at"),
         )
 
 

@@ -129,7 +129,7 @@ class Kubemaint:
             return
         pending = approval_store.PendingRequest(
             request=request, verb=operation.name, plan_lines=list(plan.lines), steps=list(plan.steps),
-            locks=list(plan.locks), next_command=plan.next_command, thread_ts=msg.thread_ts,
+            locks=list(plan.locks), next_command=plan.next_command, thread_ts=msg.thread_ts, start_at=plan.start_at,
         )
         # The card's ref is recorded before the card is queued: whatever happens in between (Redis going
         # away, say), a stored request always knows its card.
@@ -161,8 +161,8 @@ class Kubemaint:
         # message to edit; the job is queued before its message, so a worker starts at once.
         ref = new_ref()
         remember_message(self.redis, spec.id, channel, ref)
-        queue.submit(self.redis, spec)
-        self.chat.post(channel, progress_text(queued_view(spec.id, command_text, spec.step_names())),
+        queue.submit(self.redis, spec, start_at=plan.start_at)
+        self.chat.post(channel, progress_text(queued_view(spec.id, command_text, spec.step_names(), plan.start_at)),
                        thread_ts=thread_ts, ref=ref)
         return spec.id
 

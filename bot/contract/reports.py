@@ -141,9 +141,13 @@ def scheduled_text(record: JobRecord, now: float, *, countdown: bool = True) -> 
     return f"🕘 Starts at {when}{due}: `resume {job}` starts it now, `cancel {job}` drops it."
 
 
-def queued_view(job_id: str, command_text: str, step_names: Iterable[str]) -> JobView:
-    """The message posted the moment a job is queued."""
-    return JobView(job_id, command_text, "queued", tuple(StepView(name, "pending") for name in step_names))
+def queued_view(job_id: str, command_text: str, step_names: Iterable[str], start_at: float | None = None) -> JobView:
+    """The message posted the moment a job is queued (or scheduled, to start at `start_at`)."""
+    steps = tuple(StepView(name, "pending") for name in step_names)
+    now = time.time()
+    if start_at is not None and start_at > now:
+        return JobView(job_id, command_text, "scheduled", steps, starts=f"starts {_moment(start_at, now)}")
+    return JobView(job_id, command_text, "queued", steps)
 
 
 # --- how a job ended ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?")
 _KEYS = ("days", "start", "end", "time_zone")
 
 
@@ -68,7 +68,12 @@ class Window:
 
     def describe(self) -> str:
         days = ",".join(DAYS[d] for d in sorted(self.days))
-        return f"{days} {self.start:%H:%M}-{self.end:%H:%M} {self.zone.key}"
+        return f"{days} {clock_time(self.start)}-{clock_time(self.end)} {self.zone.key}"
+
+
+def clock_time(moment: time | datetime) -> str:
+    """"22:00", or "22:00:30" when the seconds matter."""
+    return f"{moment:%H:%M:%S}" if moment.second else f"{moment:%H:%M}"
 
 
 def parse_window(data: Mapping[str, object]) -> Window:
@@ -116,8 +121,9 @@ def _day(text: str) -> int:
 def _time(value: object, key: str) -> time:
     match = _TIME.fullmatch(str(value).strip())
     if not match:
-        raise WindowError(f"{key}: {str(value)!r} is not a time of day; use HH:MM (24-hour), e.g. \"22:00\"")
-    return time(int(match[1]), int(match[2]))
+        raise WindowError(f"{key}: {str(value)!r} is not a time of day; use HH:MM (24-hour), e.g. \"22:00\", or "
+                          "HH:MM:SS")
+    return time(int(match[1]), int(match[2]), int(match[3] or 0))
 
 
 def _zone(value: object) -> ZoneInfo:

@@ -18,6 +18,7 @@ reboots is followed by one that waits for the same boot, with the same deadline.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -28,7 +29,8 @@ from bot.cluster.gates import check_gates
 from bot.cluster.snapshot import node_from_api
 from bot.domain.blockers import blocking_pods
 from bot.domain.durations import format_duration
-from bot.engine import JobCancelled, StepContext, action
+from bot.domain.windows import next_opening, open_until
+from bot.engine import JobCancelled, JobPaused, StepContext, action
 from bot.nodes.facts import KUBE_PACKAGES, facts_script, parse_facts
 from handlers.drain.plan import DrainOptions, drain_decisions
 from handlers.node_cycle import (
@@ -38,6 +40,7 @@ from handlers.node_cycle import (
     Target,
     command,
     cordon,
+    done_phases,
     drain,
     health_gate,
     run_nodes,
@@ -69,6 +72,8 @@ class OsUpgradeFailed(StepFailed):
 def maintain_nodes(ctx: StepContext, nodes: list[dict], kind: str, reboot: str, options: DrainOptions,
                    boot_timeout: int) -> str:
     targets = [Target(**n) for n in nodes]
+    if not any(done_phases(ctx, t.node) for t in targets):  # nodes under way finish, window or not
+        _wait_for_window(ctx)
 
     def phases(node_ctx: Any, target: Target) -> dict:
         return {
@@ -88,6 +93,18 @@ def maintain_nodes(ctx: StepContext, nodes: list[dict], kind: str, reboot: str, 
     health_gate(ctx, targets, options.timeout, failure)
     _gates_after(ctx, targets, options.timeout, failure)
     return "; ".join(results[t.node] for t in targets)
+
+
+def _wait_for_window(ctx: StepContext) -> None:
+    """Outside the maintenance windows, no node starts: the job pauses until the next window opens."""
+    windows = ctx.resources["maintenance"].parsed_windows()
+    now = datetime.now(UTC)
+    if not windows or open_until(windows, now) is not None:
+        return
+    opening = next_opening(windows, now)
+    assert opening is not None
+    raise JobPaused("the maintenance window has closed: the nodes under way finished and no further node starts "
+                    "until the next window", until=opening.timestamp())
 
 
 # -- blockers and gates ---------------------------------------------------------------------------------------

@@ -65,7 +65,9 @@ def preflight(ctx: StepContext, nodes: list[dict], cluster_version: str, hops: l
     if not_ready:
         raise UpgradeFailed(f"{', '.join(not_ready)} NotReady: nothing was changed; bring it back, then `resume "
                             f"{ctx.job_id}`")
-    others = [job for job in list_jobs(ctx.resources["redis"], states={JobState.RUNNING, JobState.QUEUED})
+    # A paused or scheduled rollout is maintenance under way too: it would resume in the middle of this one.
+    under_way = {JobState.RUNNING, JobState.QUEUED, JobState.PAUSED, JobState.SCHEDULED}
+    others = [job for job in list_jobs(ctx.resources["redis"], states=under_way)
               if job.id != ctx.job_id]
     if others:
         named = ", ".join(f"{job.spec.command_text} ({job.id})" for job in others[:3])
