@@ -105,6 +105,9 @@ def _parse_words(words: list[str], operations: Registry) -> Command:
         return _parse_as(fitting[0] if len(fitting) == 1 else ranked[0], rest)
     # No keyword decides ("status" / "status NODE"): the number of values typed does.
     fitting = [op for op in candidates if _arguments_only(op) and len(op.grammar.phrase) - 1 == len(_plain(op, rest))]
+    if len(fitting) > 1:
+        # "reboot --needed --max-unavailable 1": only one phrase knows those flags, so the 1 is a flag's value.
+        fitting = [op for op in fitting if _flags_fit(op, rest)] or fitting
     if len(fitting) == 1:
         return _parse_as(fitting[0], rest)
     usage = " | ".join(op.usage for op in candidates)
@@ -147,6 +150,14 @@ def _plain(operation: Operation, typed: list[str]) -> list[str]:
             else:
                 plain.append(word)
         return plain
+
+
+def _flags_fit(operation: Operation, typed: list[str]) -> bool:
+    try:
+        _parse_flags(operation.grammar, operation.usage, typed)
+    except GrammarError:
+        return False
+    return True
 
 
 def _quotes_refused(words: list[str], operations: Registry) -> GrammarError:

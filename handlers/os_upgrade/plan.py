@@ -189,18 +189,18 @@ def _refusal(facts: MaintenanceFacts, options: AnyOptions, chosen: list[str], dr
     if not_ready:
         return (f"{', '.join(not_ready)} {'is' if len(not_ready) == 1 else 'are'} NotReady: maintenance starts on "
                 "healthy nodes only (a drain may hang, and its return cannot be judged); bring it back first")
-    blocked = []
-    for name in chosen:
-        blocked += [f"{name}: {what}; add {flag} to delete {'it' if count == 1 else 'them'} anyway"
-                    for what, flag, count in blocked_reasons(drains[name])]
-    if blocked:
-        return "refused: the drain would be blocked: " + "; ".join(blocked)
     blocking = {node: pods for node in chosen if (pods := blocking_pods(facts.blocker_selector,
                                                                         snapshot.pods_on(node)))}
     if blocking:
         return (f"blocked: pods matching {facts.blocker_selector} (maintenance.blockers) run on "
                 + "; ".join(f"{node}: {', '.join(pods)}" for node, pods in blocking.items())
                 + ". Try again when they have finished")
+    blocked = []
+    for name in chosen:
+        blocked += [f"{name}: {what}; add {flag} to delete {'it' if count == 1 else 'them'} anyway"
+                    for what, flag, count in blocked_reasons(drains[name])]
+    if blocked:
+        return "refused: the drain would be blocked: " + "; ".join(blocked)
     return None
 
 
