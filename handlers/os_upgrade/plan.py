@@ -19,7 +19,7 @@ from bot.contract.words import narrow
 from bot.domain.blockers import blocking_pods
 from bot.domain.durations import format_duration
 from bot.domain.upgrade_path import waves
-from bot.domain.windows import next_opening, open_until
+from bot.domain.windows import clock_time, next_opening, open_until
 from bot.engine import Step
 from bot.nodes.facts import KUBE_PACKAGES, MachineFacts
 from handlers.common import unknown_node
@@ -222,9 +222,9 @@ def _start(facts: MaintenanceFacts, options: AnyOptions) -> tuple[float | None, 
 def when_text(moment: datetime, now: float) -> str:
     """"Thu 2026-12-03 22:00 Europe/Berlin (21:00 UTC, in 5h 3m)"."""
     utc = moment.astimezone(UTC)
-    local = f"{moment:%a %Y-%m-%d %H:%M} {moment.tzinfo}"
+    local = f"{moment:%a %Y-%m-%d} {clock_time(moment)} {moment.tzinfo}"
     ahead = max(0, int(moment.timestamp() - now))
-    in_utc = f"{utc:%H:%M} UTC, " if str(moment.tzinfo) != "UTC" else ""
+    in_utc = f"{clock_time(utc)} UTC, " if str(moment.tzinfo) != "UTC" else ""
     return f"{local} ({in_utc}in {format_duration(ahead) if ahead else 'a moment'})"
 
 
@@ -334,8 +334,8 @@ def _window_lines(facts: MaintenanceFacts, options: AnyOptions) -> list[str]:
     now = datetime.fromtimestamp(facts.now, UTC)
     until = open_until(facts.windows, now)
     if until is not None:
-        return [f"Maintenance window open until {until:%H:%M} {until.tzinfo}: a rollout still running then finishes "
-                "its current nodes, pauses, and continues at the next window."]
+        return [f"Maintenance window open until {clock_time(until)} {until.tzinfo}: a rollout still running then "
+                "finishes its current nodes, pauses, and continues at the next window."]
     opening = next_opening(facts.windows, now)
     assert opening is not None
     return [f"Starts at {when_text(opening, facts.now)}, when the next maintenance window opens (--at-window); "
