@@ -270,7 +270,7 @@ def test_a_changed_host_key_stops_the_client_before_any_command(lab: LabProcess)
     ({"failures": {"apt-get": {"exitCode": 0}}}, "failures.apt-get.exitCode must be between 1 and 255"),
     ({"failures": {"../bin/sh": {}}}, "failures: '../bin/sh' is not a program name"),
     ({"frob": 1}, "unknown machine faults frob; known: sshRefused, dropAfterSeconds, latencyMs, failures, "
-                  "hostKeyChanged, kubeletFails"),
+                  "hostKeyChanged, kubeletFails, bootFails"),
 ], ids=["refused-not-bool", "negative-drop", "latency-text", "exit-zero", "path-as-program", "unknown"])
 def test_bad_fault_input_is_rejected_with_a_clear_message(lab: LabProcess, faults: dict, message: str) -> None:
     code, body = lab.request("PUT", "/_lab/machines/node01/faults", faults)

@@ -181,10 +181,6 @@ def test_control_planes_go_alone_first_then_workers_in_waves(fleet):
     assert any(line.startswith("  drain: 3 pods to evict (shop/") for line in result.lines)
 
 
-@pytest.mark.xfail(strict=True, reason="a wave of workers is numbered among every step, control planes included "
-                                       "('wave 2/3: node01, node02' after the control plane's own step, and no "
-                                       "step is called wave 1/3 or 3/3); handlers/upgrade/plan.py numbers waves "
-                                       "among the workers' waves only")
 def test_waves_are_numbered_among_the_workers_waves(fleet):
     facts = facts_of(fleet, dict.fromkeys(fleet.nodes, ASKS_FOR_REBOOT))
     result = plan(facts, "reboot --needed --max-unavailable 2")

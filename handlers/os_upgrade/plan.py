@@ -220,7 +220,7 @@ def _start(facts: MaintenanceFacts, options: AnyOptions) -> tuple[float | None, 
 
 
 def when_text(moment: datetime, now: float) -> str:
-    """"Thu 2026-12-03 22:00 Europe/Berlin (21:00 UTC, in 5h 3m)"."""
+    """"Thu 2026-12-03 22:00 Europe/Berlin (21:00 UTC, in 5h3m)"."""
     utc = moment.astimezone(UTC)
     local = f"{moment:%a %Y-%m-%d} {clock_time(moment)} {moment.tzinfo}"
     ahead = max(0, int(moment.timestamp() - now))
@@ -356,12 +356,13 @@ def _checks_line(facts: MaintenanceFacts) -> str:
 def _steps(snapshot: ClusterSnapshot, options: AnyOptions, kind: Kind, grouped: list[tuple[str, ...]],
            planes: list[str]) -> list[Step]:
     drain = narrow(options, DrainOptions)
+    worker_waves = [wave for wave in grouped if wave[0] not in planes]  # control planes go alone, unnumbered
     steps = []
-    for index, wave in enumerate(grouped, start=1):
+    for wave in grouped:
         targets = [{"node": n, "address": snapshot.nodes[n].address,
                     "role": "control-plane" if n in planes else "worker"} for n in wave]
         if len(wave) > 1:
-            label = f"wave {index}/{len(grouped)}: {', '.join(wave)}"
+            label = f"wave {worker_waves.index(wave) + 1}/{len(worker_waves)}: {', '.join(wave)}"
         else:
             label = f"{wave[0]}{' (control plane)' if wave[0] in planes else ''}"
         steps.append(Step(f"{kind} {label}", "maintain.nodes",
