@@ -150,7 +150,7 @@ def plan_maintenance(facts: MaintenanceFacts, options: AnyOptions) -> Plan:
     grouped = [(n,) for n in planes] + waves(workers, getattr(options, "max_unavailable", 1))
     drains = {name: drain_decisions(snapshot, name, options) for name in chosen}
     refusal = _refusal(facts, options, chosen, drains)
-    lines = _lines(facts, options, kind, chosen, grouped)
+    lines = _lines(facts, options, kind, chosen, grouped, drains)
     start_at, window_refusal = _start(facts, options)
     if refusal or window_refusal:
         return Plan(tuple(lines), refusal=refusal or window_refusal)
@@ -232,7 +232,7 @@ def when_text(moment: datetime, now: float) -> str:
 
 
 def _lines(facts: MaintenanceFacts, options: AnyOptions, kind: Kind, chosen: list[str],
-           grouped: list[tuple[str, ...]]) -> list[str]:
+           grouped: list[tuple[str, ...]], drains: dict) -> list[str]:
     snapshot = facts.snapshot
     mode = reboot_mode(options)
     if kind == "reboot":
@@ -250,7 +250,7 @@ def _lines(facts: MaintenanceFacts, options: AnyOptions, kind: Kind, chosen: lis
         if index >= MAX_NODE_LINES:
             lines.append(f"… and {len(chosen) - index} more nodes the same way.")
             break
-        lines += _node_lines(facts, options, kind, name, single=len(chosen) == 1)
+        lines += _node_lines(facts, options, kind, name, drains[name], single=len(chosen) == 1)
     planes = [n for n in chosen if is_control_plane(snapshot.nodes[n])]
     all_planes = [n.name for n in snapshot.nodes.values() if is_control_plane(n)]
     if planes and len(all_planes) == 1 and (kind == "reboot" or mode != "never"):
@@ -272,7 +272,8 @@ def _count(nodes: list[str]) -> str:
     return nodes[0] if len(nodes) == 1 else f"{len(nodes)} nodes"
 
 
-def _node_lines(facts: MaintenanceFacts, options: AnyOptions, kind: Kind, name: str, single: bool) -> list[str]:
+def _node_lines(facts: MaintenanceFacts, options: AnyOptions, kind: Kind, name: str, decisions: list,
+                single: bool) -> list[str]:
     machine = facts.machines[name]
     node = facts.snapshot.nodes[name]
     role = " (control plane)" if is_control_plane(node) else ""
@@ -297,7 +298,7 @@ def _node_lines(facts: MaintenanceFacts, options: AnyOptions, kind: Kind, name: 
         drain = plan_drain(facts.snapshot, DrainCommand(node=name, **vars(narrow(options, DrainOptions))))
         lines += [f"  {line}" for line in _flattened(drain.lines)]
     else:
-        evicted = [d for d in drain_decisions(facts.snapshot, name, options) if d.action == "evict"]
+        evicted = [d for d in decisions if d.action == "evict"]  # planned once, in plan_maintenance
         lines.append(f"  drain: {len(evicted)} pod{'s' if len(evicted) != 1 else ''} to evict"
                      + (f" ({', '.join(d.pod.ref for d in evicted[:4])}{' …' if len(evicted) > 4 else ''})"
                         if evicted else ""))
