@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 # Debian packages the suite needs: Redis for the job queue, OpenSSH and sudo for the lab's machines,
 # etcd for the control plane's store and its etcdctl (tests start private instances of each).
 SYSTEM_PACKAGES ?= redis-server openssh-server openssh-client sudo etcd-server etcd-client
-# Test processes: each test file runs whole in one of them (its lab and bot are started once).
-TEST_WORKERS ?= 2
+# Test processes: each test file runs whole in one of them (its lab and bot are started once). Three on a
+# two-core machine, because much of the suite waits (Slack's rate limits, heartbeats, machines booting).
+TEST_WORKERS ?= 3
 
 .PHONY: test demo lint bench system-packages clean
 

@@ -51,7 +51,8 @@ def load(spec: str) -> Scenario:
         path = SCENARIO_DIR / f"{spec}.yaml"
     if not path.is_file():
         raise ScenarioError(f"unknown scenario {spec!r}; known: {', '.join(available())}")
-    data = yaml.safe_load(path.read_text()) or {}
+    # libyaml's loader when PyYAML has it: a lab parses its scenario several times while it starts.
+    data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     return from_dict(data, default_name=path.stem)
 
 

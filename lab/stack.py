@@ -132,9 +132,11 @@ class Stack:
             self.config = self.workdir / "kubemaint.yaml"
             self.config.write_text(yaml.safe_dump(self._config(bot_port)))
             self.supervisor = Supervisor(on_restart=self.on_restart)
+            # The processes start side by side (each spends about a second importing) and are awaited together.
             for _ in range(self.workers):
-                self.start_worker()
+                self.start_worker(wait=False)
             self._spawn("bot", lambda start: ["serve"])
+            self._wait(lambda: self._registered_workers() >= self.workers, 30, "the workers to register")
             self._wait_for_bot()
             if self.supervise:
                 self.supervisor.start()
@@ -214,11 +216,13 @@ class Stack:
         """How often the supervisor restarted "bot" or "worker<N>"."""
         return self.supervisor.restarts(name) if self.supervisor else 0
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, wait: bool = True) -> subprocess.Popen:
+        """One more worker process; by default returns once it is registered with the queue."""
         index = self._workers_started
         self._workers_started += 1
         proc = self._spawn(f"worker{index}", lambda start: ["worker", "--name", worker_name(index, start)])
-        self._wait(lambda: self._registered_workers() > index, 30, f"worker {index} to register")
+        if wait:
+            self._wait(lambda: self._registered_workers() > index, 30, f"worker {index} to register")
         return proc
 
     def _registered_workers(self) -> int:

@@ -38,6 +38,18 @@ class Kubectl:
         )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest test files first (their `runs_long` mark), the rest in their usual order. The parallel
+    run hands out whole files in this order, so the last file a test process takes is a short one instead
+    of a two-minute one started when the others are nearly done."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("runs_long")
+        return mark.args[0] if mark else 0
+
+    items.sort(key=lambda item: -seconds(item))  # stable: a file's tests keep their order
+
+
 def _available_kubectls() -> list[str]:
     return [c for c in KUBECTL_CANDIDATES if shutil.which(c)]
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.chat_driver import ALICE, BOB, BOT, Chat, Stack, buttons, text_of
 
+pytestmark = pytest.mark.runs_long(70)
+
 USERS = [f"U0OP{i:02d}" for i in range(10)]
 NODES = ["node01", "node02", "node03"]
 REPLY_DEADLINE = 60.0

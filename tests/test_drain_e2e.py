@@ -10,6 +10,8 @@ import pytest
 from bot.contract.reports import ending_text
 from tests.chat_driver import Chat, Stack, text_of
 
+pytestmark = pytest.mark.runs_long(90)
+
 
 @pytest.fixture(scope="module")
 def seeds():

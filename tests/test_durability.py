@@ -14,6 +14,8 @@ import pytest
 
 from tests.chat_driver import Chat, Stack
 
+pytestmark = pytest.mark.runs_long(100)
+
 PDB = "payments-pdb"
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from lab.testing import LabProcess
 
+pytestmark = pytest.mark.runs_long(65)
+
 
 def lines(result: subprocess.CompletedProcess) -> list[str]:
     return (result.stdout + result.stderr).splitlines()

@@ -17,6 +17,8 @@ import pytest
 from lab.machines.programs import upgrade_text as text
 from lab.testing import LabProcess, wait_until
 
+pytestmark = pytest.mark.runs_long(45)
+
 SCALE = 0.05
 GRACE = 40 * SCALE
 

@@ -16,6 +16,8 @@ import pytest
 
 from lab.testing import LabError, LabProcess
 
+pytestmark = pytest.mark.runs_long(50)
+
 GRACE = 40 * 0.05  # the node monitor grace period at the pool's time scale
 
 

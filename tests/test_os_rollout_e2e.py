@@ -15,7 +15,10 @@ from collections.abc import Iterator
 import pytest
 
 from lab.prometheus import FakePrometheus
+from lab.testing import wait_until
 from tests.chat_driver import Chat, Stack, text_of
+
+pytestmark = pytest.mark.runs_long(110)
 
 TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 WORKERS = ("node01", "node02", "node03")
@@ -57,6 +60,11 @@ def kubectl(stack: Stack, *args: str, stdin: str | None = None) -> str:
 
 def nodes(stack: Stack) -> dict[str, dict]:
     return {n["metadata"]["name"]: n for n in json.loads(kubectl(stack, "get", "nodes", "-o", "json"))["items"]}
+
+
+def pod_exists(stack: Stack, name: str) -> bool:
+    """Asked of the lab's API directly: a poll through kubectl costs a process start each time."""
+    return any(p["metadata"]["name"] == name for p in stack.lab.get("/api/v1/namespaces/default/pods")["items"])
 
 
 def cordoned(stack: Stack) -> set[str]:
@@ -120,7 +128,7 @@ def test_a_blocking_pod_is_refused_in_the_plan_and_holds_its_node_back_mid_rollo
     assert "blocked: pods matching app=batch-report (maintenance.blockers) run on node02: default/batch-report" \
         in refused, refused
     kubectl(stack, "delete", "pod", "batch-report", "--wait=false")
-    chat.wait_for(lambda: "batch-report" not in kubectl(stack, "get", "pods"), timeout=30, what="batch-report gone")
+    wait_until(lambda: not pod_exists(stack, "batch-report"), timeout=30, message="batch-report gone")
     thread = chat.ask("reboot --needed --timeout 5s", timeout=90)
     job = thread.approve()
     chat.wait_job(job, lambda r: r.steps[0].state == "running" or r.state in TERMINAL, timeout=60)
@@ -133,7 +141,7 @@ def test_a_blocking_pod_is_refused_in_the_plan_and_holds_its_node_back_mid_rollo
            "pods matching app=batch-report (maintenance.blockers) run on node02: default/batch-report" in reason, reason
     assert "node02" not in cordoned(stack)
     kubectl(stack, "delete", "pod", "batch-report", "--wait=false")
-    chat.wait_for(lambda: "batch-report" not in kubectl(stack, "get", "pods"), timeout=30, what="batch-report gone")
+    wait_until(lambda: not pod_exists(stack, "batch-report"), timeout=30, message="batch-report gone")
     chat.ask(f"resume {job}")
     assert chat.wait_job(job, TERMINAL, timeout=120).state == "succeeded"
     assert cordoned(stack) == set()

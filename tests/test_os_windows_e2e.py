@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.chat_driver import Chat, Stack, text_of
+
+pytestmark = pytest.mark.runs_long(80)
 
 TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 
