@@ -16,6 +16,7 @@ import signal
 import threading
 from pathlib import Path
 
+from lab.slack.client import SlackLabError
 from lab.stack import CHANNEL, Stack
 from lab.supervisor import Child
 
@@ -111,7 +112,11 @@ def interactive(stack: Stack) -> None:
                 print(f"no button [{line}]")
                 continue
             ts, action_id, value = view.choices[index]
-            clicked = stack.slack.client.click(user, CHANNEL, ts, action_id, value or None)
+            try:
+                clicked = stack.slack.client.click(user, CHANNEL, ts, action_id, value or None)
+            except SlackLabError as gone:  # a card decided or expired since: its buttons are gone
+                print(f"no button [{line}] any more: {gone.detail or gone.error}")
+                continue
             if not clicked["delivered"]:  # what Slack's client shows on the button
                 print(f"    {clicked['shown']} -- Slack does not retry a click: "
                       f"type {line} again when kubemaint is back")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +63,51 @@ def test_headless_demo_restarts_a_killed_bot_within_5_seconds(demo):
     wait_until(lambda: bot_pid(proc) not in (None, killed), timeout=5, message="the demo to start its bot again")
     # Connecting again is the new process importing and dialing: ~2 s idle, longer while the suite runs.
     chat.wait_for_connection(timeout=30, exclude=before)
+
+
+class Terminal:
+    """The demo's chat client as a person uses it: lines typed on stdin, what it prints read back."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.seen = proc, ""
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._lock:
+                self.seen += line
+
+    def type(self, line: str) -> int:
+        """Types `line`; returns where its answer starts in `seen`."""
+        with self._lock:
+            mark = len(self.seen)
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return mark
+
+    def wait(self, text: str, since: int = 0, timeout: float = 60) -> None:
+        wait_until(lambda: text in self.seen[since:] or self.proc.poll() is not None, timeout=timeout,
+                   message=f"the demo to print {text!r}")
+        assert text in self.seen[since:], f"the demo exited with {self.proc.returncode}:\n{self.seen}"
+
+
+def test_a_stale_button_number_is_refused_and_the_demo_goes_on() -> None:
+    """A number typed for a card decided meanwhile (its buttons gone) is answered, not a crash."""
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    terminal = Terminal(proc)
+    try:
+        terminal.wait("you are alice (operator)", timeout=90)
+        terminal.wait("[1] Approve", terminal.type("cordon node01"))
+        terminal.type("/as approver")
+        terminal.wait("`cordon node01` · succeeded", terminal.type("1"))
+        terminal.wait("no button [2] any more", terminal.type("2"))  # Deny, on the card bob just approved
+        terminal.type("/as viewer")
+        terminal.wait("*node01*", terminal.type("status node01"))
+        terminal.type("/quit")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
