@@ -27,7 +27,9 @@ ROLE_USERS = {"operator": "U0ALICE", "approver": "U0BOB", "approver2": "U0CAROL"
 
 
 class ChatView:
-    """Prints new messages and edits in #ops as they happen, numbering the buttons."""
+    """Prints new messages and edits in #ops as they happen, numbering the buttons of the newest card
+    shown: [1] and [2] are always its Approve and Deny, so a story can say "1" whatever came before
+    (a card that still waits for a second approval is shown again, with its buttons numbered again)."""
 
     def __init__(self, stack: Stack, out=print) -> None:
         self.client = stack.slack.client
@@ -63,6 +65,8 @@ class ChatView:
             self.out(f"{indent}[{label}] {lines[0]}")
             for line in lines[1:]:
                 self.out(f"{indent}    {line}")
+            if buttons:
+                self.choices = []
             for button in buttons:
                 self.choices.append((ts, button["action_id"], button.get("value", "")))
                 title = (button.get("text") or {}).get("text", button["action_id"])
@@ -83,7 +87,7 @@ class ChatView:
 def interactive(stack: Stack) -> None:
     user = ROLE_USERS["operator"]
     print(f"kubemaint demo: you are {NAMES[user]} in #ops. Try: status, cordon node01, drain node01.")
-    print("  /as approver | /as operator | /as viewer  switch user;  a number clicks that button;  /quit")
+    print("  /as approver | /as operator | /as viewer  switch user;  1 or 2 click the newest card's buttons;  /quit")
     print(f"  kubectl: export KUBECONFIG={stack.lab.kubeconfig}")
     if stack.lab.with_machines and stack.lab.ssh_config.exists():
         print(f"  the nodes' machines: ssh -F {stack.lab.ssh_config} node01")

@@ -92,8 +92,9 @@ class Terminal:
         assert text in self.seen[since:], f"the demo exited with {self.proc.returncode}:\n{self.seen}"
 
 
-def test_a_stale_button_number_is_refused_and_the_demo_goes_on() -> None:
-    """A number typed for a card decided meanwhile (its buttons gone) is answered, not a crash."""
+def test_numbers_click_the_newest_cards_buttons_and_a_stale_one_is_refused() -> None:
+    """[1] and [2] are the newest card's Approve and Deny, as the README's stories type them; a number
+    typed for a card decided meanwhile (its buttons gone) is answered, not a crash."""
     proc = subprocess.Popen([sys.executable, "-m", "lab", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     terminal = Terminal(proc)
@@ -103,6 +104,10 @@ def test_a_stale_button_number_is_refused_and_the_demo_goes_on() -> None:
         terminal.type("/as approver")
         terminal.wait("`cordon node01` · succeeded", terminal.type("1"))
         terminal.wait("no button [2] any more", terminal.type("2"))  # Deny, on the card bob just approved
+        terminal.type("/as operator")
+        terminal.wait("[1] Approve", terminal.type("cordon controlplane"))  # a second card: numbered from 1 again
+        terminal.type("/as approver")
+        terminal.wait("`cordon controlplane` · succeeded", terminal.type("1"))
         terminal.type("/as viewer")
         terminal.wait("*node01*", terminal.type("status node01"))
         terminal.type("/quit")
