@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from lab import errors
 from lab import objects as o
 from lab.cluster import Cluster
-from lab.resources import BY_NAME, Resource
+from lab.resources import BY_NAME, NO_SPEC, Resource
 from lab.selectors import (
     parse_field_selector,
     parse_label_selector,
@@ -89,7 +89,7 @@ class Api:
                 self.cluster._start_if_possible(obj)
         else:
             o.stamp(obj)
-            if resource.name != "configmaps":  # data, not spec and status
+            if resource.name not in NO_SPEC:  # data or rules, not spec and status
                 obj.setdefault("spec", {})
             if resource.name == "namespaces":
                 obj["status"] = {"phase": "Active"}
@@ -137,7 +137,7 @@ class Api:
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         if target.subresource == "status":
             new = {**copy.deepcopy(current), "status": new.get("status", {})}
-        elif resource.name != "configmaps":
+        elif resource.name not in NO_SPEC:
             new["status"] = copy.deepcopy(current.get("status", {}))
             if new.get("spec") != current.get("spec") and "generation" in current["metadata"]:
                 meta["generation"] = current["metadata"]["generation"] + 1

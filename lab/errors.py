@@ -118,6 +118,13 @@ def unsupported_media_type() -> ApiError:
     return ApiError(status(415, "UnsupportedMediaType", message))
 
 
+def unsupported_body(detail: str) -> ApiError:
+    """415 for a create or update body the lab cannot read (a protobuf message it does not decode)."""
+    message = ("the body of the request was in an unknown format - accepted media types include: "
+               f"application/json, application/yaml ({detail})")
+    return ApiError(status(415, "UnsupportedMediaType", message))
+
+
 def too_many_requests(message: str, retry_after: int, causes: list[dict] | None = None) -> ApiError:
     details: dict = {}
     if causes:

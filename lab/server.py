@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from lab import errors, resources, scenario, tables
+from lab import errors, protobuf, resources, scenario, tables
 from lab import objects as o
 from lab.api import Api, Target
 from lab.apiserver import ApiServerPod
@@ -267,6 +267,11 @@ async def read_json(request: web.Request) -> object:
     raw = await request.read()
     if not raw:
         return {}
+    if request.content_type == protobuf.CONTENT_TYPE:
+        try:
+            return protobuf.decode_object(raw)
+        except protobuf.Undecodable as exc:
+            raise errors.unsupported_body(str(exc)) from exc
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
