@@ -97,6 +97,10 @@ def _cause_type(message: str) -> str:
     return "FieldValueInvalid"
 
 
+def forbidden(message: str, name: str, resource: str, group: str = "") -> ApiError:
+    return ApiError(status(403, "Forbidden", message, _details(name, resource, group)))
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(status(400, "BadRequest", message))
 

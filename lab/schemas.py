@@ -157,34 +157,44 @@ for _kind in ("Node", "Pod", "ReplicaSet", "DaemonSet", "StatefulSet", "PodDisru
     TYPES.setdefault(_kind, {"metadata": (1, "ObjectMeta"), "spec": (2, ANY), "status": (3, IGNORED)})
 
 
-def unknown_fields(kind: str, obj: object) -> list[str]:
+def unknown_fields(kind: str, obj: object, drop: bool = False) -> list[str]:
     """The paths of the fields of `obj` (a `kind` object as JSON) that the kind does not have, in
     the form a real server's strict decoding error names them (`spec.foo`,
-    `spec.template.spec.containers[0].imagee`)."""
+    `spec.template.spec.containers[0].imagee`). `drop`: remove them from `obj`, as a server's
+    decoding does when it does not refuse them."""
     if kind not in TYPES or not isinstance(obj, dict):
         return []
     found: list[str] = []
-    top = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-    _walk(kind, top, "", found)
+    for key in list(obj):
+        if key in ("apiVersion", "kind"):
+            continue
+        if key not in TYPES[kind]:
+            found.append(key)
+            if drop:
+                del obj[key]
+        else:
+            _walk(TYPES[kind][key][1], obj[key], key, found, drop)
     return found
 
 
-def _walk(type_: FieldType, value: object, path: str, found: list[str]) -> None:
+def _walk(type_: FieldType, value: object, path: str, found: list[str], drop: bool = False) -> None:
     if isinstance(type_, tuple):
         shape, inner = type_
         if shape == "list" and isinstance(value, list):
             for index, item in enumerate(value):
-                _walk(inner, item, f"{path}[{index}]", found)  # type: ignore[arg-type]
+                _walk(inner, item, f"{path}[{index}]", found, drop)  # type: ignore[arg-type]
         elif shape == "map" and isinstance(value, dict):
             for key, item in value.items():
-                _walk(inner, item, f"{path}.{key}", found)  # type: ignore[arg-type]
+                _walk(inner, item, f"{path}.{key}", found, drop)  # type: ignore[arg-type]
         return
     message = TYPES.get(type_)
     if message is None or not isinstance(value, dict):
         return
-    for key, item in value.items():
-        where = f"{path}.{key}" if path else key
+    for key in list(value):
+        where = f"{path}.{key}"
         if key not in message:
             found.append(where)
+            if drop:
+                del value[key]
         else:
-            _walk(message[key][1], item, where, found)
+            _walk(message[key][1], value[key], where, found, drop)
