@@ -159,3 +159,21 @@ def lookup(path: str) -> bytes | None:
         if path == _path_key(group, version):
             return document(group, version)
     return None
+
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
+def v2_document(version: str, as_protobuf: bool) -> bytes:
+    """/openapi/v2: a document with no paths nor definitions. kubectl before 1.28 downloads it
+    (as gnostic's protobuf Document) before it validates and fails when it is missing; what it
+    decides comes from the v3 documents, so an empty v2 one is enough and says nothing untrue."""
+    if not as_protobuf:
+        return orjson.dumps({"swagger": "2.0", "info": {"title": "Kubernetes", "version": version},
+                             "paths": {}, "definitions": {}})
+
+    def field(number: int, payload: bytes) -> bytes:  # a length-delimited field (wire type 2)
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    info = field(1, b"Kubernetes") + field(2, version.encode())
+    return field(1, b"2.0") + field(2, info)

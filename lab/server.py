@@ -381,6 +381,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return dump(resources.api_versions(lab.server_address))
     if path == "/apis":
         return dump(resources.api_group_list())
+    if path in ("/openapi/v2", "/swagger-2.0.0.pb-v1"):
+        as_protobuf = openapi.V2_PROTOBUF in request.headers.get("Accept", "") or path != "/openapi/v2"
+        body = openapi.v2_document(lab.server_version(), as_protobuf)
+        return web.Response(body=body, content_type="application/octet-stream" if as_protobuf else JSON)
     if path == "/openapi/v3":
         return dump(openapi.index())
     if path.startswith("/openapi/v3/"):
