@@ -165,7 +165,10 @@ class Api:
             return current if new == current else new
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and resource.name not in ("pods", "namespaces"):
             # The last finalizer of an object being deleted is gone: the object goes with it.
-            return self.store.remove(resource.name, meta.get("namespace", ""), meta["name"]) or new
+            gone = self.store.remove(resource.name, meta.get("namespace", ""), meta["name"])
+            if gone is not None:
+                meta["resourceVersion"] = gone["metadata"]["resourceVersion"]
+            return new
         return self.store.put(resource.name, new)
 
     def check_fields(self, resource: Resource, obj: object, validation: str | None,

@@ -85,6 +85,7 @@ TYPES: dict[str, Message] = {
         "volumeMode": (6, "string"), "dataSource": (7, ANY), "dataSourceRef": (8, ANY),
         "volumeAttributesClassName": (9, "string"),
     },
+    "Pod": {"metadata": (1, "ObjectMeta"), "spec": (2, "PodSpec"), "status": (3, IGNORED)},
     "PodTemplateSpec": {"metadata": (1, "ObjectMeta"), "spec": (2, "PodSpec")},
     "PodSpec": {
         "volumes": (1, ("list", ANY)), "containers": (2, ("list", "Container")), "restartPolicy": (3, "string"),
@@ -153,7 +154,7 @@ TYPES: dict[str, Message] = {
 }
 
 # The other served kinds: their metadata is checked, their spec is not described here.
-for _kind in ("Node", "Pod", "ReplicaSet", "DaemonSet", "StatefulSet", "PodDisruptionBudget"):
+for _kind in ("Node", "ReplicaSet", "DaemonSet", "StatefulSet", "PodDisruptionBudget"):
     TYPES.setdefault(_kind, {"metadata": (1, "ObjectMeta"), "spec": (2, ANY), "status": (3, IGNORED)})
 
 

@@ -161,6 +161,7 @@ def test_typed_create_commands(kubectl, workers_lab: LabProcess):
         ("create", "serviceaccount", "bot"): "serviceaccount/bot created",
         ("create", "deployment", "web", "--image=nginx:1.25", "--replicas=0", "--port=80"):
             "deployment.apps/web created",
+        ("run", "probe", "--image=busybox:1.36", "--env=MODE=once"): "pod/probe created",
     }
     for args, printed in commands.items():
         assert ok(kubectl.run(workers_lab, "-n", "ops", *args)) == [printed]
@@ -172,6 +173,8 @@ def test_typed_create_commands(kubectl, workers_lab: LabProcess):
     assert web["spec"]["replicas"] == 0  # an explicit zero survives the protobuf decoding
     container = web["spec"]["template"]["spec"]["containers"][0]
     assert (container["image"], container["ports"]) == ("nginx:1.25", [{"containerPort": 80}])
+    probe = workers_lab.get("/api/v1/namespaces/ops/pods/probe")["spec"]["containers"][0]
+    assert (probe["image"], probe["env"]) == ("busybox:1.36", [{"name": "MODE", "value": "once"}])
     assert ok(kubectl.run(workers_lab, "get", "secret,serviceaccount", "-n", "ops", "-o", "name")) == [
         "secret/token", "serviceaccount/bot"]
 
