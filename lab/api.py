@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from dataclasses import dataclass
 
-from lab import errors
+from lab import errors, schemas
 from lab import objects as o
 from lab.cluster import Cluster
-from lab.resources import BY_NAME, Resource
+from lab.resources import BY_NAME, NO_SPEC, Resource
 from lab.selectors import (
     parse_field_selector,
     parse_label_selector,
@@ -20,6 +21,7 @@ from lab.store import ALL, Store
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+WITH_TEMPLATE = ("deployments", "replicasets", "statefulsets", "daemonsets")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class Api:
     def __init__(self, store: Store, cluster: Cluster) -> None:
         self.store = store
         self.cluster = cluster
+        # The unknown fields of the last write under fieldValidation=Warn: the server sends them as
+        # Warning headers (requests are handled one at a time on the event loop).
+        self.warnings: list[str] = []
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -59,11 +64,12 @@ class Api:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def create(self, target: Target, body: dict, dry_run: bool) -> dict:
+    def create(self, target: Target, body: dict, dry_run: bool, validation: str | None = None) -> dict:
         resource = target.resource
         if not isinstance(body, dict):
             raise errors.bad_request("Object 'Kind' is missing in request body")
         obj = copy.deepcopy(body)
+        self.check_fields(resource, obj, validation)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + o.random_suffix(rng=self.cluster.rng)
@@ -75,8 +81,14 @@ class Api:
                     "the namespace of the provided object does not match the namespace sent on "
                     "the request")
             meta["namespace"] = namespace
-            if self.store.get("namespaces", "", namespace) is None:
+            home = self.store.get("namespaces", "", namespace)
+            if home is None:
                 raise errors.not_found("namespaces", namespace)
+            if home["metadata"].get("deletionTimestamp"):
+                qualified = f"{resource.name}.{resource.group}" if resource.group else resource.name
+                raise errors.forbidden(
+                    f'{qualified} "{name}" is forbidden: unable to create new content in namespace '
+                    f"{namespace} because it is being terminated", name, resource.name, resource.group)
         self._validate(resource, obj)
         if self.store.get(resource.name, meta.get("namespace", ""), name) is not None:
             raise errors.already_exists(resource.name, name, resource.group)
@@ -89,18 +101,22 @@ class Api:
                 self.cluster._start_if_possible(obj)
         else:
             o.stamp(obj)
-            if resource.name != "configmaps":  # data, not spec and status
+            if resource.name not in NO_SPEC:  # data or rules, not spec and status
                 obj.setdefault("spec", {})
             if resource.name == "namespaces":
+                obj["spec"].setdefault("finalizers", ["kubernetes"])
                 obj["status"] = {"phase": "Active"}
+            _normalize(resource, obj)
         if dry_run:
             return obj
         return self.store.put(resource.name, obj)
 
-    def update(self, target: Target, body: dict, dry_run: bool) -> dict:
+    def update(self, target: Target, body: dict, dry_run: bool, validation: str | None = None) -> dict:
         current = self.get(target)
         if not isinstance(body, dict):
             raise errors.bad_request("Object 'Kind' is missing in request body")
+        body = copy.deepcopy(body)
+        self.check_fields(target.resource, body, validation)
         meta = body.get("metadata") or {}
         if meta.get("name") and meta["name"] != target.name:
             raise errors.bad_request(
@@ -111,13 +127,15 @@ class Api:
             raise errors.conflict(target.resource.name, target.name or "", target.resource.group)
         return self._replace(target, current, body, dry_run)
 
-    def patch(self, target: Target, content_type: str, body: object, dry_run: bool) -> dict:
+    def patch(self, target: Target, content_type: str, body: object, dry_run: bool,
+              validation: str | None = None) -> dict:
         from lab.patch import apply_patch
 
         current = self.get(target)
         patched = apply_patch(copy.deepcopy(current), content_type, body)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch did not produce an object")
+        self.check_fields(target.resource, patched, validation, patching=True)
         wanted_rv = (patched.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(target.resource.name, target.name or "", target.resource.group)
@@ -137,14 +155,43 @@ class Api:
         new["kind"], new["apiVersion"] = resource.kind, resource.api_version
         if target.subresource == "status":
             new = {**copy.deepcopy(current), "status": new.get("status", {})}
-        elif resource.name != "configmaps":
+        elif resource.name not in NO_SPEC:
             new["status"] = copy.deepcopy(current.get("status", {}))
             if new.get("spec") != current.get("spec") and "generation" in current["metadata"]:
                 meta["generation"] = current["metadata"]["generation"] + 1
+        _normalize(resource, new)
         self._validate(resource, new)
         if dry_run or new == current:
             return current if new == current else new
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and resource.name not in ("pods", "namespaces"):
+            # The last finalizer of an object being deleted is gone: the object goes with it.
+            gone = self.store.remove(resource.name, meta.get("namespace", ""), meta["name"])
+            if gone is not None:
+                meta["resourceVersion"] = gone["metadata"]["resourceVersion"]
+            return new
         return self.store.put(resource.name, new)
+
+    def check_fields(self, resource: Resource, obj: object, validation: str | None,
+                     patching: bool = False) -> None:
+        """Field validation as the request's `fieldValidation` asks: Strict refuses an unknown
+        field (400, the strict decoding error), Warn and Ignore drop it (Warn with a warning).
+        Without the parameter the lab stores what it gets, as it always has for its own clients."""
+        self.warnings = []
+        if validation is None or not isinstance(obj, dict):
+            return
+        if validation not in ("Strict", "Warn", "Ignore"):
+            raise errors.bad_request(f"fieldValidation must be one of Ignore, Warn or Strict, not {validation!r}")
+        unknown = schemas.unknown_fields(resource.kind, obj, drop=validation != "Strict")
+        if not unknown:
+            return
+        listed = ", ".join(f'unknown field "{path}"' for path in unknown)
+        if validation == "Strict":
+            # A patch's error names no kind: the patched object is checked, not a decoded body.
+            prefix = "" if patching else (f'{resource.kind} in version "{resource.version}" cannot be '
+                                          f"handled as a {resource.kind}: ")
+            raise errors.bad_request(f"{prefix}strict decoding error: {listed}")
+        if validation == "Warn":
+            self.warnings = [f'unknown field "{path}"' for path in unknown]
 
     def _validate(self, resource: Resource, obj: dict) -> None:
         meta = obj.get("metadata") or {}
@@ -172,6 +219,17 @@ class Api:
                         f'Unsupported value: "{effect}": supported values: "NoSchedule", '
                         '"PreferNoSchedule", "NoExecute"',
                     ))
+        template = spec.get("template") if resource.name in WITH_TEMPLATE else None
+        pod_spec, where = ((template or {}).get("spec") or {}, "spec.template.spec") if template is not None \
+            else (spec, "spec")
+        if resource.name == "pods" or template is not None:
+            containers = pod_spec.get("containers") or []
+            if not containers:
+                causes.append((f"{where}.containers", "Required value"))
+            for index, container in enumerate(containers):
+                for field in ("name", "image"):
+                    if not isinstance(container, dict) or not container.get(field):
+                        causes.append((f"{where}.containers[{index}].{field}", "Required value"))
         if resource.name in ("deployments", "replicasets", "statefulsets"):
             replicas = spec.get("replicas", 1)
             if not isinstance(replicas, int) or replicas < 0:
@@ -193,15 +251,40 @@ class Api:
             if dry_run:
                 return current
             return self.cluster.delete_pod(current, None if grace is None else int(grace))
+        if target.resource.name == "namespaces":
+            return self._delete_namespace(current, dry_run)
+        if current["metadata"].get("finalizers"):
+            # Kept, marked for deletion, until whoever owns the finalizers removes them.
+            if current["metadata"].get("deletionTimestamp"):
+                return current
+            doomed = _marked_for_deletion(current)
+            return doomed if dry_run else self.store.put(target.resource.name, doomed)
         if dry_run:
             return errors.success(self._details(target, current))
-        if target.resource.name == "namespaces":
-            for resource in BY_NAME.values():
-                if resource.namespaced:
-                    for obj in list(self.store.items(resource.name, target.name)):
-                        self.store.remove(resource.name, target.name or "", obj["metadata"]["name"])
         self.store.remove(target.resource.name, target.namespace or "", target.name or "")
         return errors.success(self._details(target, current))
+
+    def _delete_namespace(self, namespace: dict, dry_run: bool) -> dict:
+        """The namespace turns Terminating and the namespace controller deletes what is in it; the
+        namespace goes once it is empty (lab/cluster.py finish_namespaces)."""
+        if namespace["metadata"].get("deletionTimestamp"):
+            return namespace
+        doomed = _marked_for_deletion(namespace)
+        doomed["status"] = {**doomed.get("status", {}), "phase": "Terminating"}
+        if dry_run:
+            return doomed
+        stored = self.store.put("namespaces", doomed)
+        name = namespace["metadata"]["name"]
+        for resource in BY_NAME.values():
+            if not resource.namespaced:
+                continue
+            for obj in list(self.store.items(resource.name, name)):
+                target = Target(resource, name, obj["metadata"]["name"])
+                if obj["metadata"].get("deletionTimestamp") and resource.name != "pods":
+                    continue
+                self.delete(target, {}, dry_run=False)
+        self.cluster.finish_namespaces({name})
+        return self.store.get("namespaces", "", name) or stored
 
     @staticmethod
     def _details(target: Target, obj: dict) -> dict:
@@ -264,3 +347,23 @@ class Api:
         if not dry_run:
             self.cluster.delete_pod(pod, grace)
         return 201, evicted
+
+
+def _marked_for_deletion(obj: dict) -> dict:
+    doomed = copy.deepcopy(obj)
+    doomed["metadata"]["deletionTimestamp"] = o.timestamp(o.now())
+    doomed["metadata"]["deletionGracePeriodSeconds"] = 0
+    return doomed
+
+
+def _normalize(resource: Resource, obj: dict) -> None:
+    """What the server's defaulting and conversion do to a written Secret: stringData is merged
+    into data (base64) and never stored; the type defaults to Opaque."""
+    if resource.name != "secrets":
+        return
+    string_data = obj.pop("stringData", None) or {}
+    if string_data:
+        data = obj.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+    obj.setdefault("type", "Opaque")

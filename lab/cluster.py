@@ -75,6 +75,7 @@ class Cluster:
         self._timers: dict[tuple, asyncio.TimerHandle] = {}
         self.dirty_owners: set[str] = set()
         self.dirty_namespaces: set[str] = set()
+        self.emptied_namespaces: set[str] = set()  # lost an object: maybe a Terminating one is empty now
         self.nodes_changed = True
         self.pending: set[Key] = set()
         # Pods on each node that are not finished: kept up to date from events so the
@@ -86,6 +87,8 @@ class Cluster:
     # -- change tracking ------------------------------------------------------------------
 
     def _on_event(self, resource: str, event: WatchEvent) -> None:
+        if event.type == "DELETED" and event.obj["metadata"].get("namespace"):
+            self.emptied_namespaces.add(event.obj["metadata"]["namespace"])
         if resource == "pods":
             self._count_load(event.old, -1)
             if event.type != "DELETED":
@@ -173,6 +176,9 @@ class Cluster:
 
     def reconcile(self) -> None:
         for _ in range(20):  # converges in a few rounds; bounded so a bug cannot spin
+            if self.emptied_namespaces:
+                emptied, self.emptied_namespaces = self.emptied_namespaces, set()
+                self.finish_namespaces(emptied)
             if not (self.dirty_owners or self.dirty_namespaces or self.nodes_changed or self.pending):
                 return
             owners, self.dirty_owners = self.dirty_owners, set()
@@ -500,6 +506,18 @@ class Cluster:
                         self.store.remove(resource, obj["metadata"]["namespace"], obj["metadata"]["name"])
 
     # -- deletion --------------------------------------------------------------------------
+
+    def finish_namespaces(self, names: set[str]) -> None:
+        """The namespace controller's last step: a Terminating namespace with nothing left in it
+        is removed."""
+        for name in names:
+            namespace = self.store.get("namespaces", "", name)
+            if namespace is None or not namespace["metadata"].get("deletionTimestamp"):
+                continue
+            if any(next(self.store.items(resource, name), None) is not None
+                   for resource in list(self.store.tables) if resource != "namespaces"):
+                continue
+            self.store.remove("namespaces", "", name)
 
     def delete_pod(self, pod: dict, grace: int | None = None) -> dict:
         """Graceful deletion: mark the pod terminating, remove it when its grace period ends.

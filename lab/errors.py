@@ -97,6 +97,10 @@ def _cause_type(message: str) -> str:
     return "FieldValueInvalid"
 
 
+def forbidden(message: str, name: str, resource: str, group: str = "") -> ApiError:
+    return ApiError(status(403, "Forbidden", message, _details(name, resource, group)))
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(status(400, "BadRequest", message))
 
@@ -115,6 +119,13 @@ def unsupported_media_type() -> ApiError:
         "application/json-patch+json, application/merge-patch+json, "
         "application/strategic-merge-patch+json, application/apply-patch+yaml"
     )
+    return ApiError(status(415, "UnsupportedMediaType", message))
+
+
+def unsupported_body(detail: str) -> ApiError:
+    """415 for a create or update body the lab cannot read (a protobuf message it does not decode)."""
+    message = ("the body of the request was in an unknown format - accepted media types include: "
+               f"application/json, application/yaml ({detail})")
     return ApiError(status(415, "UnsupportedMediaType", message))
 
 

@@ -39,7 +39,23 @@ RESOURCES = [
     Resource("configmaps", "ConfigMap", "", "v1", True, ("cm",), "configmap"),
     Resource("poddisruptionbudgets", "PodDisruptionBudget", "policy", "v1", True, ("pdb",),
              "poddisruptionbudget"),
+    # Stored and served as written (no controller acts on them): what an install manifest holds.
+    Resource("secrets", "Secret", "", "v1", True, (), "secret"),
+    Resource("serviceaccounts", "ServiceAccount", "", "v1", True, ("sa",), "serviceaccount"),
+    Resource("services", "Service", "", "v1", True, ("svc",), "service", ("all",)),
+    Resource("persistentvolumeclaims", "PersistentVolumeClaim", "", "v1", True, ("pvc",),
+             "persistentvolumeclaim"),
+    Resource("roles", "Role", "rbac.authorization.k8s.io", "v1", True, (), "role"),
+    Resource("rolebindings", "RoleBinding", "rbac.authorization.k8s.io", "v1", True, (), "rolebinding"),
+    Resource("clusterroles", "ClusterRole", "rbac.authorization.k8s.io", "v1", False, (), "clusterrole"),
+    Resource("clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", False, (),
+             "clusterrolebinding"),
 ]
+# Kinds whose objects have no spec/status pair: the server adds no empty `spec` to them.
+NO_SPEC = frozenset({"configmaps", "secrets", "serviceaccounts", "roles", "rolebindings", "clusterroles",
+                     "clusterrolebindings"})
+# Kinds with no status subresource.
+NO_STATUS = NO_SPEC
 BY_PATH: dict[tuple[str, str, str], Resource] = {
     (r.group, r.version, r.name): r for r in RESOURCES
 }
@@ -92,6 +108,8 @@ def resource_list(group: str, version: str) -> dict:
         if r.categories:
             entry["categories"] = list(r.categories)
         entries.append(entry)
+        if r.name in NO_STATUS:
+            continue
         entries.append({
             "name": f"{r.name}/status",
             "singularName": "",

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from lab import errors, resources, scenario, tables
+from lab import errors, openapi, protobuf, resources, scenario, tables
 from lab import objects as o
 from lab.api import Api, Target
 from lab.apiserver import ApiServerPod
@@ -267,6 +267,11 @@ async def read_json(request: web.Request) -> object:
     raw = await request.read()
     if not raw:
         return {}
+    if request.content_type == protobuf.CONTENT_TYPE:
+        try:
+            return protobuf.decode_object(raw)
+        except protobuf.Undecodable as exc:
+            raise errors.unsupported_body(str(exc)) from exc
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -376,6 +381,17 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return dump(resources.api_versions(lab.server_address))
     if path == "/apis":
         return dump(resources.api_group_list())
+    if path in ("/openapi/v2", "/swagger-2.0.0.pb-v1"):
+        as_protobuf = openapi.V2_PROTOBUF in request.headers.get("Accept", "") or path != "/openapi/v2"
+        body = openapi.v2_document(lab.server_version(), as_protobuf)
+        return web.Response(body=body, content_type="application/octet-stream" if as_protobuf else JSON)
+    if path == "/openapi/v3":
+        return dump(openapi.index())
+    if path.startswith("/openapi/v3/"):
+        document = openapi.lookup(path[len("/openapi/v3/"):])
+        if document is None:
+            raise errors.path_not_found()
+        return web.Response(body=document, content_type=JSON)
     if path == "/api/v1":
         return dump(resources.resource_list("", "v1"))
     parts = path.strip("/").split("/")
@@ -414,18 +430,21 @@ async def _serve(request: web.Request, lab: Lab, target: Target) -> web.StreamRe
         return _list(request, lab, target)
     if verb == "watch":
         return await _watch(request, lab, target)
+    validation = query.get("fieldValidation")
     if verb == "create":
         if target.name is not None:
             raise errors.method_not_allowed()
-        return dump(api.create(target, await read_json(request), dry_run), 201)
+        created = api.create(target, await read_json(request), dry_run, validation)
+        return dump(created, 201, _warnings(api))
     if target.name is None:
         raise errors.method_not_allowed()
     if verb == "update":
-        return dump(api.update(target, await read_json(request), dry_run))
+        return dump(api.update(target, await read_json(request), dry_run, validation), headers=_warnings(api))
     if verb == "patch":
         check_patch_type(request.headers.get("Content-Type", ""))
         body = await read_json(request)
-        return dump(api.patch(target, request.headers.get("Content-Type", ""), body, dry_run))
+        patched = api.patch(target, request.headers.get("Content-Type", ""), body, dry_run, validation)
+        return dump(patched, headers=_warnings(api))
     if verb == "delete":
         options = await read_json(request) if request.can_read_body else {}
         if not isinstance(options, dict):
@@ -435,6 +454,19 @@ async def _serve(request: web.Request, lab: Lab, target: Target) -> web.StreamRe
         dry_run = dry_run or "All" in (options.get("dryRun") or [])
         return dump(api.delete(target, options, dry_run))
     raise errors.method_not_allowed()
+
+
+def _warnings(api: Api) -> dict | None:
+    """fieldValidation=Warn's unknown fields as the apiserver sends them: one Warning header each."""
+    if not api.warnings:
+        return None
+    from multidict import CIMultiDict
+
+    headers: CIMultiDict = CIMultiDict()
+    for warning in api.warnings:
+        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        headers.add("Warning", f'299 - "{escaped}"')
+    return headers  # type: ignore[return-value]
 
 
 def _int_param(query, name: str) -> int:

@@ -408,3 +408,43 @@ def test_a_node_down_past_the_eviction_timeout_loses_its_pods() -> None:
         lab.wait_for(moved, timeout=20, message="pods evicted from the dead node and re-created")
         daemon_pods = lab.pods("kube-system", node="node01")
         assert {p["metadata"]["name"].rsplit("-", 1)[0] for p in daemon_pods} == {"kube-proxy", "kube-flannel-ds"}
+
+
+def _protobuf_field(number: int, payload: bytes) -> bytes:
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def _protobuf_envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    type_meta = _protobuf_field(1, api_version.encode()) + _protobuf_field(2, kind.encode())
+    return b"k8s\x00" + _protobuf_field(1, type_meta) + _protobuf_field(2, raw)
+
+
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+def test_a_protobuf_body_is_decoded_and_an_unreadable_one_is_a_415(seeds_lab: LabProcess) -> None:
+    # A ConfigMap: metadata (1) {name (1)}, data (2) map entry {key (1), value (2)}.
+    config_map = (_protobuf_field(1, _protobuf_field(1, b"from-proto"))
+                  + _protobuf_field(2, _protobuf_field(1, b"k") + _protobuf_field(2, b"v")))
+    code, created = seeds_lab.request("POST", "/api/v1/namespaces/default/configmaps",
+                                      _protobuf_envelope("v1", "ConfigMap", config_map), content_type=PROTOBUF)
+    assert code == 201 and created["data"] == {"k": "v"}
+    # A field the lab does not decode (a Pod's securityContext, 14).
+    pod = _protobuf_field(1, _protobuf_field(1, b"odd")) + _protobuf_field(2, _protobuf_field(14, b"\x0a\x00"))
+    code, refused = seeds_lab.request("POST", "/api/v1/namespaces/default/pods",
+                                      _protobuf_envelope("v1", "Pod", pod), content_type=PROTOBUF)
+    assert code == 415 and refused["reason"] == "UnsupportedMediaType"
+    assert "PodSpec.securityContext" in refused["message"]
+    assert seeds_lab.request("GET", "/api/v1/namespaces/default/pods/odd")[0] == 404
+
+
+def test_strict_field_validation_refuses_and_warn_drops(seeds_lab: LabProcess) -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo"}, "dataa": {"a": "b"}}
+    code, refused = seeds_lab.request("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", body)
+    assert (code, refused["message"]) == (400, 'ConfigMap in version "v1" cannot be handled as a ConfigMap: '
+                                               'strict decoding error: unknown field "dataa"')
+    code, created = seeds_lab.request("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Warn", body)
+    assert code == 201 and "dataa" not in created
+    code, refused = seeds_lab.request("PATCH", "/api/v1/namespaces/default/configmaps/typo?fieldValidation=Strict",
+                                      {"metadata": {"labelz": {}}}, content_type="application/merge-patch+json")
+    assert (code, refused["message"]) == (400, 'strict decoding error: unknown field "metadata.labelz"')
