@@ -1,20 +1,11 @@
-"""deploy/rbac.yaml grants exactly enough: every API request kubemaint made while a user ran
-status, cordon, drain and uncordon through chat is allowed by the ClusterRole."""
+"""The ClusterRole of deploy/kubernetes (as `kubectl kustomize` renders it) grants exactly enough: every
+API request kubemaint made while a user ran status, cordon, drain and uncordon through chat is allowed
+by it, and it allows nothing else."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
 from tests.chat_driver import ALICE, BOB, Chat, Stack
-
-RBAC = Path(__file__).parents[1] / "deploy" / "rbac.yaml"
-
-
-def cluster_role_rules() -> list[dict]:
-    docs = list(yaml.safe_load_all(RBAC.read_text()))
-    return next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
+from tests.manifests import BASE, EXAMPLE, cluster_role_rules
 
 
 def needed_permission(method: str, path: str) -> tuple[str, str, frozenset[str]] | None:
@@ -54,12 +45,13 @@ def test_every_request_of_a_maintenance_session_is_allowed_by_the_cluster_role()
         chat.ask("uncordon node01", user=ALICE).wait("succeeded", timeout=60)
         requests = stack.lab.counters()["requests"]
 
-    rules = cluster_role_rules()
+    rules = cluster_role_rules(BASE)
+    assert cluster_role_rules(EXAMPLE) == rules  # the overlay installs the same role
     needed = {p for key in requests if (p := needed_permission(*key.split(" ", 1)))}
     assert ("", "pods/eviction", frozenset({"create"})) in needed
     denied = sorted(f"{verbs} {group or 'core'}/{resource}" for group, resource, verbs in needed
                     if not allowed(rules, group, resource, verbs))
-    assert denied == [], f"deploy/rbac.yaml does not allow: {denied}"
+    assert denied == [], f"deploy/kubernetes/base/rbac.yaml does not allow: {denied}"
     # Least privilege: no resource kubemaint does not use, and never a plain delete.
     used = {(g, r) for g, r, _ in needed}
     granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
