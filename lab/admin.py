@@ -61,7 +61,7 @@ async def counters(request: web.Request) -> web.Response:
 @routes.post("/_lab/counters/reset")
 async def reset_counters(request: web.Request) -> web.Response:
     _lab(request).counter.reset()
-    return _ok({"total": 0, "requests": {}})
+    return _ok({"total": 0, "requests": {}, "by_agent": {}})
 
 
 @routes.get("/_lab/faults")

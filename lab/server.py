@@ -307,7 +307,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     lab: Lab = request.app["lab"]
     if not request.path.startswith("/_lab/"):
-        lab.counter.count(request.method, request.path)
+        lab.counter.count(request.method, request.path, request.headers.get("User-Agent", ""))
     try:
         return await handler(request)
     except errors.ApiError as exc:

@@ -28,6 +28,18 @@ class Kube:
         self.api.close()
 
 
+def _user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"kubemaint/{version('kubemaint')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "kubemaint"
+
+
+USER_AGENT = _user_agent()
+
+
 def connect(kubeconfig: Path | None = None, context: str | None = None) -> Kube:
     """Clients for the cluster in `kubeconfig` (or the in-cluster service account)."""
     if kubeconfig is None:
@@ -35,6 +47,8 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Kube:
         api = client.ApiClient()
     else:
         api = config.new_client_from_config(config_file=str(kubeconfig), context=context)
+    # Named in the API server's audit log and request metrics as kubemaint, not as the generic Python client.
+    api.user_agent = USER_AGENT
     # The bot reads the cluster from many threads at once; urllib3's default pool of 4
     # connections would make them queue.
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = POOL_SIZE
