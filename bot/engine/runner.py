@@ -50,6 +50,7 @@ from bot.engine.actions import (
 )
 from bot.engine.audit import audit
 from bot.engine.ending import Ending, EndKind
+from bot.engine.metrics import JOBS, STEP_SECONDS
 from bot.engine.model import JOB_DATA
 from bot.engine.node_output import keep_node_output
 from bot.engine.store import (
@@ -357,6 +358,8 @@ class StepRunner:
             if self._pause_requested():  # read with the cancel flag just above
                 return self._paused(index, interrupted=False)
             self._mark_running(step_record)
+            step_started = time.monotonic()
+            outcome = "failed"
             try:
                 fn = get_action(step.action)
                 data = CheckpointData(read_checkpoint_data(self.redis, self.job_id, step.name),
@@ -367,11 +370,15 @@ class StepRunner:
                                   node_output=lambda entry: keep_node_output(self.redis, self.job_id, entry),
                                   progress=lambda detail, rec=step_record: self._progress(rec, detail))
                 detail = invoke(fn, ctx, step.args)
+                outcome = "done"
             except LostJob:
+                outcome = "stopped"
                 raise
             except JobCancelled:
+                outcome = "stopped"
                 return self._stop(index, interrupted=True)
             except JobPaused as paused:
+                outcome = "stopped"
                 if self._stop_requested(fresh=True):  # a cancel asked meanwhile wins: it is the stronger word
                     return self._stop(index, interrupted=True)
                 return self._paused(index, interrupted=True, reason=paused.reason, until=paused.until)
@@ -379,6 +386,8 @@ class StepRunner:
                 self._check_lost()
                 self.log.exception("step.failed", step=step.name)
                 return self._failed(index, exc)
+            finally:
+                STEP_SECONDS.labels(step.action, outcome).observe(time.monotonic() - step_started)
             self._mark_done(step_record, detail)
         return self._finish(JobState.SUCCEEDED, Ending(EndKind.SUCCEEDED), [])
 
@@ -503,6 +512,7 @@ class StepRunner:
         ops.delete(runner_key(self.job_id))
         self._write(ops)
         self.record.state, self.record.ending = state, ending
+        JOBS.labels(self.record.spec.verb, str(state)).inc()
         audit(self.redis, "job.result", job=self.job_id, command=self.record.spec.command_text, state=str(state),
               ending=ending.kind, step=ending.step or None, reason=ending.reason or None, worker=self.worker_name)
         self.log.info("job.finished", state=str(state))
@@ -551,6 +561,7 @@ class StepRunner:
             pipe.xadd(EVENTS_STREAM, event_fields(self.job_id, JobState.HALTED, detail=str(ending.kind)),
                       maxlen=EVENTS_MAXLEN, approximate=True)
             pipe.execute()
+        JOBS.labels(record.spec.verb, str(JobState.HALTED)).inc()
         self.log.error("job.state_lost", detail="Redis lost its data; the job was written back, halted")
         audit(self.redis, "job.state_lost", job=self.job_id, command=record.spec.command_text,
               step=ending.step or None, worker=self.worker_name)
