@@ -74,10 +74,21 @@ def start_health(settings: Settings, port: int | None, checks: dict, who: str, *
     return server.start()
 
 
-def _cluster_check(resources: Resources) -> object:
+def _cluster_check(resources: Resources, *, warm_up: bool = False) -> object:
+    """The cluster's readiness check. `warm_up`: build the kube client now, in the background (the bot's own
+    process has none yet), so that the first probe does not wait seconds for its imports."""
     from bot.chat.health import cluster_check
 
-    return cluster_check(lambda: resources["kube"])
+    def kube() -> object:
+        return resources["kube"]
+
+    def build_quietly() -> None:
+        with contextlib.suppress(Exception):  # a kube that cannot be built is what the check reports
+            kube()
+
+    if warm_up:
+        threading.Thread(target=build_quietly, name="kube-warm-up", daemon=True).start()
+    return cluster_check(kube)
 
 
 def serve(config_path: str | None) -> int:
@@ -100,8 +111,9 @@ def serve(config_path: str | None) -> int:
 
     checks = {"slack": slack_connected} if settings.slack.mode == "socket" else {}
     # Bound before anything starts: a port in use ends the bot at once, saying so.
-    start_health(settings, settings.metrics.port, {**checks, "cluster": _cluster_check(process_resources(settings))},
-                 "kubemaint serve", redis_gauges=True)
+    if settings.metrics.port is not None:  # (the kube client is built here only for the check)
+        checks["cluster"] = _cluster_check(process_resources(settings), warm_up=True)
+        start_health(settings, settings.metrics.port, checks, "kubemaint serve", redis_gauges=True)
     handlers = Handlers(config_path, settings.handler_processes)
     handlers.start()
     app = build_app(settings, handlers.submit)
