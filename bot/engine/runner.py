@@ -232,6 +232,20 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _timed(action: str, fn: Any, ctx: StepContext, args: dict[str, Any]) -> Any:
+    """Run the action, its time observed by outcome: the runner's own writes around it are not the step's."""
+    started, outcome = time.monotonic(), "failed"
+    try:
+        detail = invoke(fn, ctx, args)
+        outcome = "done"
+        return detail
+    except (LostJob, JobCancelled, JobPaused):
+        outcome = "stopped"
+        raise
+    finally:
+        STEP_SECONDS.labels(action, outcome).observe(time.monotonic() - started)
+
+
 class StepRunner:
     def __init__(self, redis: Redis, job_id: str, worker_name: str, timings: Timings | None = None,
                  resources_factory: ResourcesFactory | None = None) -> None:
@@ -358,8 +372,6 @@ class StepRunner:
             if self._pause_requested():  # read with the cancel flag just above
                 return self._paused(index, interrupted=False)
             self._mark_running(step_record)
-            step_started = time.monotonic()
-            outcome = "failed"
             try:
                 fn = get_action(step.action)
                 data = CheckpointData(read_checkpoint_data(self.redis, self.job_id, step.name),
@@ -369,16 +381,12 @@ class StepRunner:
                                   cancelled=self._stop_requested, pause_requested=self._pause_requested,
                                   node_output=lambda entry: keep_node_output(self.redis, self.job_id, entry),
                                   progress=lambda detail, rec=step_record: self._progress(rec, detail))
-                detail = invoke(fn, ctx, step.args)
-                outcome = "done"
+                detail = _timed(step.action, fn, ctx, step.args)
             except LostJob:
-                outcome = "stopped"
                 raise
             except JobCancelled:
-                outcome = "stopped"
                 return self._stop(index, interrupted=True)
             except JobPaused as paused:
-                outcome = "stopped"
                 if self._stop_requested(fresh=True):  # a cancel asked meanwhile wins: it is the stronger word
                     return self._stop(index, interrupted=True)
                 return self._paused(index, interrupted=True, reason=paused.reason, until=paused.until)
@@ -386,8 +394,6 @@ class StepRunner:
                 self._check_lost()
                 self.log.exception("step.failed", step=step.name)
                 return self._failed(index, exc)
-            finally:
-                STEP_SECONDS.labels(step.action, outcome).observe(time.monotonic() - step_started)
             self._mark_done(step_record, detail)
         return self._finish(JobState.SUCCEEDED, Ending(EndKind.SUCCEEDED), [])
 
