@@ -12,12 +12,15 @@ from redis import Redis
 from slack_sdk.errors import SlackApiError
 from urllib3.exceptions import NewConnectionError
 
+import tests.jobs_actions  # noqa: F401  (registers the test.* actions)
 from bot.backups.catalog import Catalog, Entry
 from bot.chat.metrics import SLACK_RATE_LIMITED, SLACK_REQUESTS, RedisGauges
 from bot.chat.slack_chat import web_client
 from bot.cluster.metrics import API_ERRORS, count_errors
 from bot.engine import JobSpec, queue
+from bot.engine.metrics import JOBS, STEP_SECONDS
 from bot.engine.model import Step
+from bot.engine.runner import StepRunner, Timings
 from lab.slack.emulator import EmulatorThread
 from lab.slack.ratelimit import RateLimit
 
@@ -107,3 +110,24 @@ def test_slack_calls_and_429s_are_counted_by_method_retried_or_not() -> None:
         patient.chat_postMessage(channel="C0OPS", text="after waiting")
     ok, limited, rate_limited = (after - was for after, was in zip(counts(), before, strict=True))
     assert (ok, limited, rate_limited) == (2, 2, 2)
+
+
+def test_a_worker_counts_each_run_by_how_it_ended_and_times_steps_by_outcome(r: Redis) -> None:
+    def step_count(action: str, outcome: str) -> float:
+        return next((s.value for m in STEP_SECONDS.collect() for s in m.samples if s.name.endswith("_count")
+                     and s.labels == {"action": action, "outcome": outcome}), 0.0)
+
+    def counts() -> tuple[float, ...]:
+        return (JOBS.labels("metered", "succeeded")._value.get(), JOBS.labels("metered", "failed")._value.get(),
+                step_count("test.record", "done"), step_count("test.fail_unless", "failed"))
+
+    def run(steps: list[Step]) -> str:
+        spec = JobSpec.create("metered", "metered", "U0ALICE", steps)
+        queue.submit(r, spec)
+        return StepRunner(r, spec.id, "test-worker", Timings(lock_wait=0),
+                          resources_factory=lambda: {"redis": r}).run()
+
+    before = counts()
+    assert run([Step("one", "test.record", {}), Step("two", "test.record", {})]) == "succeeded"
+    assert run([Step("three", "test.record", {}), Step("four", "test.fail_unless", {"key": "absent"})]) == "failed"
+    assert tuple(after - was for after, was in zip(counts(), before, strict=True)) == (1, 1, 3, 1)
