@@ -17,15 +17,28 @@ CONFIG_HELP = "YAML configuration file (default: $KUBEMAINT_CONFIG); KUBEMAINT_*
 
 
 def serve(args: argparse.Namespace) -> int:
+    from bot.chat.health import use_private_multiprocess_dir
+
+    use_private_multiprocess_dir()  # before anything imports prometheus_client (bot/chat/health.py says why)
     from bot.chat.startup import serve as start
 
     return start(args.config)
 
 
 def worker(args: argparse.Namespace) -> int:
+    from bot.chat.health import use_single_process
+
+    use_single_process()
     from bot.chat.startup import worker as start
 
-    return start(args.config, args.name, args.burst)
+    return start(args.config, args.name, args.burst, args.metrics_port)
+
+
+def metrics_port(value: str) -> int:
+    """--metrics-port: a port to listen on, or 0 for none."""
+    if not value.strip().isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, or 0 to serve no metrics (got {value!r})")
+    return int(value)
 
 
 def audit(args: argparse.Namespace) -> int:
@@ -79,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     work = sub.add_parser("worker", parents=[config], help="run a job worker")
     work.add_argument("--name", help="worker name (default: host.pid)")
     work.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    work.add_argument("--metrics-port", type=metrics_port, metavar="PORT",
+                      help="serve /metrics, /healthz and /readyz on this port (default: metrics.worker_port from "
+                           "the config; 0: none). Workers on one host need a port each")
     work.set_defaults(func=worker)
     trail = sub.add_parser("audit", parents=[config], help="print the audit trail (needs only Redis)")
     trail.add_argument("--since", default="1h", help="how far back: 30m, 1h, 2d (default 1h)")

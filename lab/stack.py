@@ -92,6 +92,9 @@ class Stack:
     operation_modules: tuple[str, ...] = ()  # more operations for the bot and the workers (config key)
     ssh_settings: dict = field(default_factory=dict)  # over the bot's ssh section (e.g. a short deadline)
     maintenance: dict = field(default_factory=dict)  # the config's maintenance section (windows, blockers, gates)
+    # Serve /metrics, /healthz and /readyz: the bot and each worker on a free port of its own (`metrics_url`).
+    metrics: bool = False
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # "bot", "worker<N>" -> port
     # Run the Slack emulator in a process of its own (benchmarks: so the test clients' load
     # does not delay the emulator's own clock readings).
     slack_process: bool = False
@@ -129,6 +132,8 @@ class Stack:
             else:
                 self.slack = EmulatorThread(users=users, channels=channels, http_mode=http,
                                             request_url=request_url).start()
+            if self.metrics:
+                self.metrics_ports["bot"] = free_port()
             self.config = self.workdir / "kubemaint.yaml"
             self.config.write_text(yaml.safe_dump(self._config(bot_port)))
             self.supervisor = Supervisor(on_restart=self.on_restart)
@@ -172,6 +177,7 @@ class Stack:
             # The demo's edits come fast so a person sees steps tick; Slack's budget still applies.
             "progress": {"edit_interval_seconds": 1, "updates_per_minute": 45},
             **({"maintenance": self.maintenance} if self.maintenance else {}),
+            **({"metrics": {"address": "127.0.0.1", "port": self.metrics_ports["bot"]}} if self.metrics else {}),
         }
 
     def _ssh_config(self) -> dict:
@@ -220,10 +226,17 @@ class Stack:
         """One more worker process; by default returns once it is registered with the queue."""
         index = self._workers_started
         self._workers_started += 1
-        proc = self._spawn(f"worker{index}", lambda start: ["worker", "--name", worker_name(index, start)])
+        extra = []
+        if self.metrics:  # a restarted worker keeps its port
+            extra = ["--metrics-port", str(self.metrics_ports.setdefault(f"worker{index}", free_port()))]
+        proc = self._spawn(f"worker{index}", lambda start: ["worker", "--name", worker_name(index, start), *extra])
         if wait:
             self._wait(lambda: self._registered_workers() > index, 30, f"worker {index} to register")
         return proc
+
+    def metrics_url(self, name: str, path: str = "/metrics") -> str:
+        """Where "bot" or "worker<N>" serves `path` (/metrics, /healthz, /readyz); needs `metrics=True`."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}{path}"
 
     def _registered_workers(self) -> int:
         from rq import Worker

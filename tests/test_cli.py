@@ -96,3 +96,30 @@ def test_worker_lends_one_set_of_clients_to_every_job(tmp_path):
     assert closed == []
     second = factory()
     assert second["kube"] is first["kube"] and second["redis"] is first["redis"]
+
+
+def test_a_bad_worker_metrics_port_is_refused_before_anything_starts(tmp_path):
+    for port in ("abc", "-1", "65536", "9102x"):
+        result = kubemaint("worker", "--metrics-port", port)
+        assert result.returncode == 2
+        assert f"--metrics-port: must be a port number 1-65535, or 0 to serve no metrics (got '{port}')" in \
+            result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so_and_stops(tmp_path, redis_server):
+    import socket
+
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text(f"slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nredis_url: {redis_server.url}\n"
+                      "roles: {approvers: [U0BOB]}\n")
+    with socket.socket() as taken:  # another worker on this host, say
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(config.read_text() + "metrics: {address: 127.0.0.1}\n")
+        result = kubemaint("worker", "--config", str(config), "--metrics-port", str(port), "--burst")
+    assert result.returncode == 1
+    assert f"kubemaint worker: cannot serve metrics on 127.0.0.1:{port}: Address already in use (another process " \
+           "uses it: a second worker on this host needs its own --metrics-port)" in result.stderr
+    assert "Traceback" not in result.stderr

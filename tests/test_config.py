@@ -546,3 +546,27 @@ def test_the_documented_blockers_and_gates_are_a_valid_configuration(write) -> N
     assert maintenance.blockers.pod_selector == "app=critical-batch"
     assert [gate.url for gate in maintenance.gates.http] == ["https://status.example.com/healthz"]
     assert maintenance.gates.prometheus is not None and len(maintenance.gates.prometheus.queries) == 1
+
+
+def test_metrics_are_off_unless_a_port_is_given(write) -> None:
+    metrics = load_settings(write(MINIMAL + APPROVER), env={}).metrics
+    assert (metrics.port, metrics.worker_port, metrics.address) == (None, None, "0.0.0.0")
+    given = "metrics: {port: 9102, worker_port: 9103, address: 127.0.0.1}\n"
+    metrics = load_settings(write(MINIMAL + APPROVER + given), env={"KUBEMAINT_METRICS__PORT": "9200"}).metrics
+    assert (metrics.port, metrics.worker_port, metrics.address) == (9200, 9103, "127.0.0.1")
+
+
+@pytest.mark.parametrize(("metrics", "problem"), [
+    ("{port: 0}", "metrics.port: must be a port 1-65535 (leave the key out to serve no metrics)"),
+    ("{worker_port: 0}", "metrics.worker_port: must be a port 1-65535 (leave the key out to serve no metrics)"),
+    ("{port: 65536}", "metrics.port: must be <= 65535"),
+    ("{port: http}", "metrics.port: must be a whole number"),
+    ("{address: 'prometheus.local'}", 'metrics.address: "prometheus.local" is not an IP address to listen on '
+                                      "(0.0.0.0: every interface, 127.0.0.1: this host only)"),
+    ("{path: /metrics}", "metrics.path: unknown key"),
+    ("9102", "metrics: must be a mapping of keys"),
+])
+def test_bad_metrics_keys_are_named(write, metrics: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(MINIMAL + APPROVER + f"metrics: {metrics}\n"), env={})
+    assert caught.value.problems == [problem]

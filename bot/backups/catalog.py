@@ -171,6 +171,21 @@ class Catalog:
         ids = self.redis.zrevrange(_index_of(cluster, kind), keep_last, -1)
         return list(reversed(self._entries([_text(i) for i in ids])))
 
+    def newest_times(self) -> dict[tuple[str, str], float]:
+        """When the newest backup of each (cluster, kind) was made (what the backup-age metric reports). An
+        entry is only added once its file is stored, so each is a successful backup."""
+        keys = [_text(key) for key in self.redis.scan_iter(match=_index_of("*", "*"), count=200)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrevrange(key, 0, 0, withscores=True)
+            newest = pipe.execute()
+        times = {}
+        for key, top in zip(keys, newest, strict=True):
+            cluster, _, kind = key.removeprefix(INDEX + ":").rpartition(":")
+            if top and kind in KINDS:
+                times[(cluster, kind)] = float(top[0][1])
+        return times
+
     def _entries(self, ids: list[str]) -> list[Entry]:
         if not ids:
             return []

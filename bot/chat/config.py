@@ -465,6 +465,33 @@ class MaintenanceSettings(_Section):
         return [parse_window(window) for window in self.windows]
 
 
+def _bind_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise PydanticCustomError("address", '"{value}" is not an IP address to listen on (0.0.0.0: every '
+                                             "interface, 127.0.0.1: this host only)", {"value": value[:60]}) from None
+
+
+def _metrics_port(value: Any) -> Any:
+    # 0 would make the OS pick a port nobody can find: the metrics are off when the key is left out.
+    if value == 0 and not isinstance(value, bool):
+        raise PydanticCustomError("port", "must be a port 1-65535 (leave the key out to serve no metrics)")
+    return value
+
+
+MetricsPort = Annotated[Port, BeforeValidator(_metrics_port)]
+
+
+class MetricsSettings(_Section):
+    """Where `/metrics`, `/healthz` and `/readyz` are served (docs/operations.md, "Metrics"). No port: none."""
+
+    address: Annotated[str, AfterValidator(_bind_address)] = "0.0.0.0"
+    port: MetricsPort | None = None  # kubemaint serve
+    # Each worker's, unless it is started with --metrics-port (several workers on one host need one each).
+    worker_port: MetricsPort | None = None
+
+
 def _minor_number(value: Any) -> Any:
     # People write the release line the way Kubernetes does ("v1.33"); we store the minor.
     if isinstance(value, str):
@@ -505,6 +532,7 @@ class Settings(BaseSettings):
     ssh: SshSettings | None = None  # none: operations that need the nodes are refused at their first command
     backups: BackupSettings = BackupSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("policies", mode="before")
     @classmethod

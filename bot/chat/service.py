@@ -20,6 +20,7 @@ from bot.chat import approval_store, authz, render
 from bot.chat.approvals import ApprovalRequest, clock_time, decide, outcome
 from bot.chat.config import Settings
 from bot.chat.grammar import Command, GrammarError, parse
+from bot.chat.metrics import APPROVALS, COMMANDS, UNKNOWN_VERB
 from bot.chat.outbox import new_ref
 from bot.chat.progress import remember_message
 from bot.contract import Asking, Plan
@@ -75,6 +76,7 @@ class Kubemaint:
             command = parse(msg.text, self.operations)
         except GrammarError as error:
             audit(self.redis, "request.invalid", user=msg.user, text=msg.text[:200], reason=error.reason)
+            COMMANDS.labels(UNKNOWN_VERB, "invalid").inc()
             reply(str(error))
             return
         roles = authz.roles_of(msg.user, self.chat.groups_of(msg.user), self.settings.roles)
@@ -82,6 +84,7 @@ class Kubemaint:
             authz.check(command, roles, self.settings, user_id=msg.user)
         except authz.NotAllowed as refusal:
             audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=refusal.message)
+            COMMANDS.labels(command.verb, "not_allowed").inc()
             reply(refusal.message)
             return
         audit(self.redis, "request", user=msg.user, command=command.text, channel=msg.channel)
@@ -91,33 +94,36 @@ class Kubemaint:
             if command.operation.read_only:
                 asking = Asking(msg.user, self.resources, self.settings, self.operations, self.clock())
                 reply(command.operation.answer(asking, command.options))
+                COMMANDS.labels(command.verb, "answered").inc()
             else:
-                self._plan_and_submit(msg, command)
+                COMMANDS.labels(command.verb, self._plan_and_submit(msg, command)).inc()
         except (ApiException, TransportError, ConnectionError) as error:
             # The cluster API is down or refusing: say so instead of staying silent.
             audit(self.redis, "request.failed", user=msg.user, command=command.text, error=str(error)[:300])
+            COMMANDS.labels(command.verb, "cluster_error").inc()
             reply(f"Could not read the cluster for `{command.text}`: {cluster_error(error)}. Nothing was changed; "
                   "try again in a moment.")
 
     def _replier(self, msg: Message) -> Callable[[str], str]:
         return lambda text: self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)
 
-    def _plan_and_submit(self, msg: Message, command: Command) -> None:
+    def _plan_and_submit(self, msg: Message, command: Command) -> str:
+        """Plan, then refuse, show (dry run), queue or ask for approval; returns which (the metric's outcome)."""
         operation = command.operation
         plan = operation.plan(operation.gather(self.resources, command.options), command.options)
         if plan.refusal:
             audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal)
             self.chat.post(msg.channel, plan.refusal, thread_ts=msg.thread_ts)
-            return
+            return "refused"
         if getattr(command.options, "dry_run", False):
             text = "\n".join([f"Dry run of `{command.text}`: nothing was changed.", *plan.lines])
             self.chat.post(msg.channel, text[:MAX_MESSAGE_CHARS], thread_ts=msg.thread_ts)
             audit(self.redis, "request.dry_run", user=msg.user, command=command.text)
-            return
+            return "dry_run"
         policy = self.settings.policy(operation.name)
         if not policy.approval_required:
             self._submit(operation.name, plan, command.text, msg.user, (), msg.channel, msg.thread_ts)
-            return
+            return "queued"
         request = ApprovalRequest(
             id=new_approval_id(), command_text=command.text, requester=msg.user, channel=msg.channel,
             created_at=self.clock(), ttl_seconds=policy.approval_ttl_seconds,
@@ -126,7 +132,7 @@ class Kubemaint:
         if (earlier := self._open_request(request)) is not None:
             audit(self.redis, "request.repeated", user=msg.user, command=command.text, request=earlier.request.id)
             self.chat.post(msg.channel, already_asked(earlier), thread_ts=msg.thread_ts)
-            return
+            return "repeated"
         pending = approval_store.PendingRequest(
             request=request, verb=operation.name, plan_lines=list(plan.lines), steps=list(plan.steps),
             locks=list(plan.locks), next_command=plan.next_command, thread_ts=msg.thread_ts, start_at=plan.start_at,
@@ -139,6 +145,7 @@ class Kubemaint:
                        blocks=render.approval_card(request, plan.lines), ref=pending.card_ts)
         audit(self.redis, "approval.requested", request=request.id, user=msg.user, command=command.text,
               approvals_needed=request.approvals_needed, ttl_seconds=request.ttl_seconds)
+        return "awaiting_approval"
 
     def _open_request(self, request: ApprovalRequest) -> approval_store.PendingRequest | None:
         """The same user's request for the same command that still waits for a decision, if any."""
@@ -212,6 +219,7 @@ class Kubemaint:
         if not decision.changed:
             audit(self.redis, "approval.ignored", request=request_id, user=user, action=action_id,
                   reason=decision.message)
+            APPROVALS.labels("ignored").inc()
             self.chat.ephemeral(channel, user, decision.message, thread_ts=pending.thread_ts)
             if pending.request.state(now) == "approved" and pending.job_id:
                 self._submit_approved(pending, channel)  # the approving click was cut short
@@ -223,6 +231,7 @@ class Kubemaint:
         state = decision.request.state(now)
         audit(self.redis, f"approval.{action_id}", request=request_id, user=user, state=state,
               command=pending.request.command_text)
+        APPROVALS.labels(action_id).inc()
         if state == "approved":
             pending.job_id = new_job_id()
         # The decision (and its job's id) is stored before the job is queued: a click cut short by
@@ -269,6 +278,7 @@ class Kubemaint:
                     continue
                 approval_store.save(self.redis, pending, still_pending=False)
                 audit(self.redis, "approval.expired", request=request_id, command=pending.request.command_text)
+                APPROVALS.labels("expired").inc()
                 if pending.card_ts:
                     self._redraw_card(pending, now)
                 expired += 1

@@ -9,6 +9,8 @@ import time
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from bot.chat.metrics import SlackCounter
+
 GROUP_CACHE_SECONDS = 60.0
 
 
@@ -16,6 +18,7 @@ def web_client(token: str, base_url: str | None, *, retry_rate_limited: bool = T
     """A Web API client. `retry_rate_limited`: the SDK waits out a 429's Retry-After and tries again
     (for the few calls made directly); the outbox sender handles 429s itself, queue-wide."""
     client = WebClient(token=token, base_url=base_url or WebClient.BASE_URL)
+    client.retry_handlers.insert(0, SlackCounter())  # first: it counts every attempt, and never retries
     if retry_rate_limited:
         client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
     return client

@@ -55,6 +55,42 @@ def freeze_start_up_objects() -> None:
     gc.freeze()
 
 
+def start_health(settings: Settings, port: int | None, checks: dict, who: str, *, redis_gauges: bool) -> object:
+    """`/metrics`, `/healthz` and `/readyz` on `port` (None: not served), or exit saying why not."""
+    if port is None:
+        return None
+    from redis import Redis
+
+    from bot.chat.health import HealthServer, MetricsPortError, redis_check, registry
+    from bot.chat.metrics import RedisGauges
+
+    extra = (RedisGauges(Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)),) \
+        if redis_gauges else ()
+    all_checks = {"redis": redis_check(settings.redis_url), **checks}
+    try:
+        server = HealthServer(settings.metrics.address, port, registry(extra), all_checks, who)
+    except MetricsPortError as error:
+        raise SystemExit(f"kubemaint: {error}") from None
+    return server.start()
+
+
+def _cluster_check(resources: Resources, *, warm_up: bool = False) -> object:
+    """The cluster's readiness check. `warm_up`: build the kube client now, in the background (the bot's own
+    process has none yet), so that the first probe does not wait seconds for its imports."""
+    from bot.chat.health import cluster_check
+
+    def kube() -> object:
+        return resources["kube"]
+
+    def build_quietly() -> None:
+        with contextlib.suppress(Exception):  # a kube that cannot be built is what the check reports
+            kube()
+
+    if warm_up:
+        threading.Thread(target=build_quietly, name="kube-warm-up", daemon=True).start()
+    return cluster_check(kube)
+
+
 def serve(config_path: str | None) -> int:
     """The Slack app: acks in this process, the work in `handler_processes` children."""
     from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
@@ -67,6 +103,17 @@ def serve(config_path: str | None) -> int:
     configure_logging()
     settings = load_or_exit(config_path)
     warn_about_redis(settings)
+    socket_mode = None
+
+    def slack_connected() -> str | None:
+        return None if socket_mode is not None and socket_mode.client.is_connected() else \
+            "the Socket Mode connection is not up"
+
+    checks = {"slack": slack_connected} if settings.slack.mode == "socket" else {}
+    # Bound before anything starts: a port in use ends the bot at once, saying so.
+    if settings.metrics.port is not None:  # (the kube client is built here only for the check)
+        checks["cluster"] = _cluster_check(process_resources(settings), warm_up=True)
+        start_health(settings, settings.metrics.port, checks, "kubemaint serve", redis_gauges=True)
     handlers = Handlers(config_path, settings.handler_processes)
     handlers.start()
     app = build_app(settings, handlers.submit)
@@ -74,7 +121,6 @@ def serve(config_path: str | None) -> int:
     # SIGTERM (docker stop, systemd) and Ctrl-C end the bot quietly, and its handler processes with it.
     for ending in (signal.SIGTERM, signal.SIGINT):
         signal.signal(ending, lambda signum, frame: sys.exit(0))
-    socket_mode = None
     try:
         if settings.slack.mode == "socket":
             socket_mode = SocketModeHandler(app, settings.slack.app_token.get_secret_value(),
@@ -102,8 +148,9 @@ def _close_quietly(socket_mode: object) -> None:
         socket_mode.close()
 
 
-def worker(config_path: str | None, name: str | None, burst: bool) -> int:
-    """A job worker: runs the operations' steps, with the resources they need."""
+def worker(config_path: str | None, name: str | None, burst: bool, metrics_port: int | None = None) -> int:
+    """A job worker: runs the operations' steps, with the resources they need. `metrics_port`: where its
+    metrics and health are served (None: the config's metrics.worker_port; 0: nowhere)."""
     from rq import SimpleWorker
 
     from bot.engine.worker import WorkerQuit, run_worker
@@ -113,6 +160,8 @@ def worker(config_path: str | None, name: str | None, burst: bool) -> int:
     settings = load_or_exit(config_path)
     warn_about_redis(settings)
     resources = process_resources(settings)
+    port = settings.metrics.worker_port if metrics_port is None else (metrics_port or None)
+    start_health(settings, port, {"cluster": _cluster_check(resources)}, "kubemaint worker", redis_gauges=False)
     # Building them now (the kube client imports a lot lazily) means the first job starts its first
     # step in milliseconds instead of half a second.
     for needed in settings.operations.needed_resources():

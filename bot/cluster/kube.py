@@ -11,6 +11,7 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 from urllib3.exceptions import HTTPError as TransportError
 
+from bot.cluster.metrics import count_errors
 from bot.cluster.snapshot import ClusterSnapshot, snapshot_from_api
 
 PAGE = 500  # what kubectl asks for
@@ -52,6 +53,7 @@ def connect(kubeconfig: Path | None = None, context: str | None = None) -> Kube:
     # The bot reads the cluster from many threads at once; urllib3's default pool of 4
     # connections would make them queue.
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = POOL_SIZE
+    count_errors(api)
     return Kube(api, client.CoreV1Api(api), client.AppsV1Api(api), client.PolicyV1Api(api))
 
 

@@ -50,6 +50,7 @@ from bot.engine.actions import (
 )
 from bot.engine.audit import audit
 from bot.engine.ending import Ending, EndKind
+from bot.engine.metrics import JOBS, STEP_SECONDS
 from bot.engine.model import JOB_DATA
 from bot.engine.node_output import keep_node_output
 from bot.engine.store import (
@@ -231,6 +232,20 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _timed(action: str, fn: Any, ctx: StepContext, args: dict[str, Any]) -> Any:
+    """Run the action, its time observed by outcome: the runner's own writes around it are not the step's."""
+    started, outcome = time.monotonic(), "failed"
+    try:
+        detail = invoke(fn, ctx, args)
+        outcome = "done"
+        return detail
+    except (LostJob, JobCancelled, JobPaused):
+        outcome = "stopped"
+        raise
+    finally:
+        STEP_SECONDS.labels(action, outcome).observe(time.monotonic() - started)
+
+
 class StepRunner:
     def __init__(self, redis: Redis, job_id: str, worker_name: str, timings: Timings | None = None,
                  resources_factory: ResourcesFactory | None = None) -> None:
@@ -366,7 +381,7 @@ class StepRunner:
                                   cancelled=self._stop_requested, pause_requested=self._pause_requested,
                                   node_output=lambda entry: keep_node_output(self.redis, self.job_id, entry),
                                   progress=lambda detail, rec=step_record: self._progress(rec, detail))
-                detail = invoke(fn, ctx, step.args)
+                detail = _timed(step.action, fn, ctx, step.args)
             except LostJob:
                 raise
             except JobCancelled:
@@ -503,6 +518,7 @@ class StepRunner:
         ops.delete(runner_key(self.job_id))
         self._write(ops)
         self.record.state, self.record.ending = state, ending
+        JOBS.labels(self.record.spec.verb, str(state)).inc()
         audit(self.redis, "job.result", job=self.job_id, command=self.record.spec.command_text, state=str(state),
               ending=ending.kind, step=ending.step or None, reason=ending.reason or None, worker=self.worker_name)
         self.log.info("job.finished", state=str(state))
@@ -551,6 +567,7 @@ class StepRunner:
             pipe.xadd(EVENTS_STREAM, event_fields(self.job_id, JobState.HALTED, detail=str(ending.kind)),
                       maxlen=EVENTS_MAXLEN, approximate=True)
             pipe.execute()
+        JOBS.labels(record.spec.verb, str(JobState.HALTED)).inc()
         self.log.error("job.state_lost", detail="Redis lost its data; the job was written back, halted")
         audit(self.redis, "job.state_lost", job=self.job_id, command=record.spec.command_text,
               step=ending.step or None, worker=self.worker_name)

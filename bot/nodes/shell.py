@@ -56,6 +56,7 @@ from bot.nodes.errors import (
     Unreachable,
 )
 from bot.nodes.host_keys import load_known_hosts
+from bot.nodes.metrics import observe_command
 from bot.nodes.redact import Redactor, Secret
 from bot.nodes.transfer import Copied
 
@@ -157,6 +158,7 @@ class NodeShell:
             record.setdefault("duration_s", round(time.monotonic() - started, 3))
             raise
         finally:
+            observe_command(record.get("outcome", "error"), time.monotonic() - started)
             self._record(record)
             self._keep(job, record, result)
 
