@@ -70,11 +70,11 @@ class ComponentView:
 
 
 def answer_status(asking: Asking, options: StatusOptions) -> str | Answer:
-    snapshot = kube.read_snapshot(asking.resources["kube"], budgets=False)
+    snapshot, pods = kube.read_status(asking.resources["kube"])
     settings = asking.settings
     reboots = reboot_needs(asking, snapshot)
     return status_answer(snapshot, settings.supported_latest_minor, settings.supported_minor_count, reboots,
-                         every_node=options.all)
+                         every_node=options.all, pods_per_node=pods)
 
 
 def reboot_needs(asking: Asking, snapshot: ClusterSnapshot) -> RebootNeeds:
@@ -100,10 +100,13 @@ def status_report(snapshot: ClusterSnapshot, supported_latest_minor: int, suppor
 
 
 def status_answer(snapshot: ClusterSnapshot, supported_latest_minor: int, supported_minors: int = 3,
-                  reboots: RebootNeeds | None = None, *, every_node: bool = False) -> str | Answer:
+                  reboots: RebootNeeds | None = None, *, every_node: bool = False,
+                  pods_per_node: Mapping[str, int] | None = None) -> str | Answer:
     """The table up to SUMMARY_ABOVE nodes, the summary with the full table attached above; with
-    `every_node`, the full table page by page."""
-    nodes, views, warnings, reboots = _views(snapshot, supported_latest_minor, supported_minors, reboots)
+    `every_node`, the full table page by page. `pods_per_node`: the counts, when the snapshot holds
+    only some pods (bot/cluster/kube.py read_status)."""
+    nodes, views, warnings, reboots = _views(snapshot, supported_latest_minor, supported_minors, reboots,
+                                             pods_per_node)
     if every_node:
         return every_node_pages(nodes)
     if len(nodes) <= SUMMARY_ABOVE:
@@ -113,12 +116,14 @@ def status_answer(snapshot: ClusterSnapshot, supported_latest_minor: int, suppor
 
 
 def _views(snapshot: ClusterSnapshot, supported_latest_minor: int, supported_minors: int,
-           reboots: RebootNeeds | None) -> tuple[list[NodeView], list[ComponentView], list[SkewWarning], RebootNeeds]:
+           reboots: RebootNeeds | None, pods_per_node: Mapping[str, int] | None = None,
+           ) -> tuple[list[NodeView], list[ComponentView], list[SkewWarning], RebootNeeds]:
     components = snapshot.component_versions()
     reboots = reboots or RebootNeeds({}, {})
-    # One pass over the pods: asking `pods_on` per node was nodes x pods (40 million steps at 2,000 nodes).
-    pods_per_node = Counter(pod.node for pod in snapshot.pods if pod.node)
-    nodes = [NodeView(n.name, n.ready, n.schedulable, n.roles, n.kubelet, pods_per_node[n.name],
+    if pods_per_node is None:
+        # One pass over the pods: asking `pods_on` per node was nodes x pods (40 million steps at 2,000 nodes).
+        pods_per_node = Counter(pod.node for pod in snapshot.pods if pod.node)
+    nodes = [NodeView(n.name, n.ready, n.schedulable, n.roles, n.kubelet, pods_per_node.get(n.name, 0),
                       reboots.marker(n.name))
              for n in sorted(snapshot.nodes.values(), key=lambda n: n.name)]
     views = [ComponentView(component, node, version)

@@ -3,6 +3,8 @@ with the full table attached, and `status --all` page by page. Pure: views and l
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from bot.contract import Answer
@@ -81,19 +83,19 @@ def test_a_healthy_fleet_needs_no_attention_and_the_reboot_count_shows_only_when
 
 
 def test_the_attached_file_holds_every_node_and_the_reply_fits_a_message() -> None:
-    snapshot = snapshot_of("large:2000:10")
+    snapshot = snapshot_of("large:400:3")
     answer = status_answer(snapshot, 21, reboots=RebootNeeds({}, {}, "Reboot required: not read"))
     assert isinstance(answer, Answer) and len(answer.text) <= MAX_MESSAGE_CHARS
-    assert answer.text.startswith("*Cluster status*: 2000 nodes (2000 ready, 0 not ready, 0 cordoned), ")
+    assert answer.text.startswith("*Cluster status*: 400 nodes (400 ready, 0 not ready, 0 cordoned), ")
     [attached] = answer.files
     assert attached.filename == TABLE_FILENAME
     lines = attached.content.splitlines()
-    assert lines[0] == "2000 nodes: 2000 ready, 0 not ready, 0 cordoned"
+    assert lines[0] == "400 nodes: 400 ready, 0 not ready, 0 cordoned"
     assert lines[2].split() == ["NODE", "READY", "SCHEDULING", "ROLES", "KUBELET", "PODS"]
     rows = lines[3:]
     assert [row.split()[0] for row in rows] == sorted(snapshot.nodes)
     assert next(row for row in rows if row.startswith("node0042")).split() == \
-        ["node0042", "yes", "enabled", "-", "v1.19.0", "10"]
+        ["node0042", "yes", "enabled", "-", "v1.19.0", "3"]
 
 
 @pytest.mark.parametrize("count", [3, SUMMARY_ABOVE])
@@ -118,3 +120,22 @@ def test_status_all_pages_every_row_within_the_message_limit() -> None:
 
 def file_rows(content: str) -> list[str]:
     return [line.split()[0] for line in content.splitlines()[3:]]
+
+
+def test_status_reads_the_same_counts_and_versions_without_listing_every_pod(workers_lab) -> None:
+    """`status` counts pods from the API's pod Table (no pod objects) and reads only kube-system's pods
+    in full; the answer is the one the full snapshot gives, and a pod not yet scheduled counts nowhere."""
+    from bot.cluster import kube
+
+    workers_lab.request("POST", "/api/v1/namespaces/default/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unscheduled"},
+        "spec": {"nodeSelector": {"nowhere": "true"}, "containers": [{"name": "c", "image": "nginx"}]}})
+    client = kube.connect(workers_lab.kubeconfig)
+    try:
+        full = kube.read_snapshot(client, budgets=False)
+        snapshot, pods = kube.read_status(client)
+    finally:
+        client.close()
+    assert snapshot.nodes == full.nodes and {p.namespace for p in snapshot.pods} == {"kube-system"}
+    assert pods == Counter(p.node for p in full.pods if p.node) and sum(pods.values()) < len(full.pods)
+    assert status_answer(snapshot, 21, pods_per_node=pods) == status_report(full, 21)
