@@ -26,7 +26,7 @@ from benchmarks.recording import publish
 from bot.cluster import kube
 from handlers.status import status_answer, status_report
 from lab.stack import CHANNEL, Stack
-from lab.testing import LabProcess, child_pids
+from lab.testing import LabProcess, child_pids, cpu_seconds, wait_until
 
 BOT = "U0BOT"
 TARGETS_MS = {"first": 1500.0, "later": 1000.0}
@@ -78,6 +78,7 @@ def chat(scenario: str, rounds: int) -> tuple[list[float], list[float], float]:
     """(ms to the summary [first, later...], ms to the attached table [first, later...], the bot's RSS in MB)."""
     with Stack(scenario=scenario, machines=False, time_scale=0.2, workers=1) as stack:
         client = stack.slack.client
+        settled(stack)
         to_reply, to_file = [], []
         for _ in range(rounds + 1):
             started = time.perf_counter()
@@ -89,6 +90,20 @@ def chat(scenario: str, rounds: int) -> tuple[list[float], list[float], float]:
                             what="the attached table")
             to_file.append(ms_since(started))
         return to_reply, to_file, rss_mb(stack.bot.pid)
+
+
+def settled(stack: Stack, processes: int = 3) -> None:
+    """Until the bot's handler and background processes have started and stopped working (their
+    start-up: imports, the kube client's first connection): the first `status` is the first answer
+    of a running bot, not a wait for its start."""
+    wait_until(lambda: len(stack.bot_handlers()) >= processes, 120, "the bot's handler processes")
+
+    def idle() -> bool:
+        before = sum(cpu_seconds(pid) for pid in stack.bot_handlers())
+        time.sleep(1.0)
+        return sum(cpu_seconds(pid) for pid in stack.bot_handlers()) - before < 0.05
+
+    wait_until(idle, 120, "the bot's start-up to finish")
 
 
 def row(name: str, values: list[float]) -> str:
