@@ -122,10 +122,13 @@ def file_rows(content: str) -> list[str]:
     return [line.split()[0] for line in content.splitlines()[3:]]
 
 
-def test_status_reads_the_same_counts_and_versions_without_listing_every_pod(workers_lab) -> None:
-    """`status` counts pods from the API's pod Table (no pod objects) and reads only kube-system's pods
-    in full; the answer is the one the full snapshot gives, and a pod not yet scheduled counts nowhere."""
+def test_status_reads_the_same_counts_and_versions_without_listing_every_pod(workers_lab, monkeypatch) -> None:
+    """`status` counts pods from the API's pod Table (no pod objects), page by page, and reads only
+    kube-system's pods in full; the answer is the one the full snapshot gives, and a pod not yet
+    scheduled counts nowhere."""
     from bot.cluster import kube
+
+    monkeypatch.setattr(kube, "TABLE_PAGE", 4)  # several pages of the table
 
     workers_lab.request("POST", "/api/v1/namespaces/default/pods", {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unscheduled"},

@@ -93,6 +93,9 @@ def read_snapshot(kube: Kube, *, budgets: bool = True, node: str | None = None) 
 
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io, application/json"  # a Table, or a plain list
+# A row without its object is about 100 bytes: pages of 5,000 are 0.5 MB, what a page of 500 pods
+# in full weighed, in a tenth of the round trips.
+TABLE_PAGE = 5000
 
 
 def read_status(kube: Kube) -> tuple[ClusterSnapshot, Counter[str]]:
@@ -111,7 +114,7 @@ def pods_per_node(kube: Kube) -> Counter[str]:
     column = None
     token = None
     while True:
-        query = {"limit": PAGE, "includeObject": "None", **({"continue": token} if token else {})}
+        query = {"limit": TABLE_PAGE, "includeObject": "None", **({"continue": token} if token else {})}
         page = _get(kube, "/api/v1/pods", query, TABLE)
         if page.get("kind") != "Table":  # an API that does not print tables sends the pods themselves
             counts.update(n for p in page.get("items") or [] if (n := (p.get("spec") or {}).get("nodeName")))
