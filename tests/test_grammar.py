@@ -92,7 +92,7 @@ def test_accepted_commands(text: str, verb: str, node: str | None, job_id: str |
         ("cordon", "`cordon` needs a NODE", "cordon NODE"),
         ("uncordon", "`uncordon` needs a NODE", "uncordon NODE"),
         ("cordon node01 node02", '`cordon` does not take "node02"', "cordon NODE"),
-        ("status now please", "type `status` or `status NODE`", "status | status NODE"),
+        ("status now please", "type `status` or `status NODE`", "status [--all] | status NODE"),
         ("status Node01", '"Node01" is not a valid node name', "status NODE"),
         ("cordon node01 --force", '`cordon` does not know "--force" (it takes no flags)', "cordon NODE"),
         ("job 1234", '"1234" is not a valid job id: job ids look like j-1a2b3c4d', "job JOB_ID"),

@@ -144,6 +144,38 @@ def test_web_client_posts_updates_and_reads_back(emu: EmulatorThread) -> None:
     assert "token" not in calls[0]["args"] and calls[0]["token"] == "bot"
 
 
+def test_files_upload_v2_shares_a_file_in_a_thread_as_slack_does(emu: EmulatorThread) -> None:
+    client = emu.web_client()
+    parent = client.chat_postMessage(channel="C0OPS", text="status")
+    table = "NODE    READY\nnode01  yes\n" + "é" * 10  # bytes, not characters, are what length counts
+    done = client.files_upload_v2(channel="C0OPS", thread_ts=parent["ts"], filename="cluster-status.txt",
+                                  title="Cluster status", content=table)
+    assert done["file"]["name"] == "cluster-status.txt" and done["file"]["title"] == "Cluster status"
+    methods = [c["method"] for c in emu.client.calls() if c["method"].startswith("files.")]
+    assert methods == ["files.getUploadURLExternal", "files.completeUploadExternal"]
+    assert emu.client.calls("files.getUploadURLExternal")[0]["args"]["length"] == str(len(table.encode()))
+
+    [shared] = emu.client.files("C0OPS", thread_ts=parent["ts"])
+    assert (shared["content"], shared["name"], shared["title"]) == (table, "cluster-status.txt", "Cluster status")
+    carrier = emu.client.message("C0OPS", shared["message_ts"])
+    assert carrier["thread_ts"] == parent["ts"] and carrier["files"] == [done["file"]["id"]]
+    replies = client.conversations_replies(channel="C0OPS", ts=parent["ts"])["messages"]
+    assert replies[-1]["files"] == [{"id": done["file"]["id"]}]
+    assert emu.client.files("C0OPS", thread_ts="1.000001") == []
+
+    # A file id that was never uploaded, or one completed already, is refused.
+    with pytest.raises(SlackApiError) as info:
+        client.files_completeUploadExternal(files=[{"id": done["file"]["id"], "title": "again"}], channel_id="C0OPS")
+    assert info.value.response["error"] == "file_not_found"
+    announced = client.files_getUploadURLExternal(filename="x.txt", length=3)
+    with pytest.raises(SlackApiError) as info:
+        client.files_completeUploadExternal(files=[{"id": announced["file_id"]}], channel_id="C0OPS")
+    assert info.value.response["error"] == "file_not_found"
+    with pytest.raises(SlackApiError) as info:
+        client.files_getUploadURLExternal(filename="x.txt", length=0)
+    assert info.value.response["error"] == "invalid_arguments"
+
+
 def test_token_and_argument_errors_are_slacks(emu: EmulatorThread) -> None:
     def error(fn: Any, **kwargs: Any) -> tuple[int, str]:
         with pytest.raises(SlackApiError) as info:

@@ -257,6 +257,7 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
     pool = started_pool(threads, f"handler{index}")
     from kubernetes.client import AppsV1Api, CoreV1Api, PolicyV1Api  # noqa: F401  (loaded lazily otherwise)
 
+    warm_up(service.resources)
     freeze_start_up_objects()
 
     def work_safely(request: Request) -> None:
@@ -276,6 +277,18 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
             break
         pool.submit(work_safely, request)
     pool.shutdown(wait=True)
+
+
+def warm_up(resources: Any) -> None:
+    """The cluster client built and its first TLS connection opened before the first request: they cost
+    the first `status` after a start about a second. A request that arrives meanwhile waits in the
+    pipe; a cluster that cannot be reached now is the first request's to report, not start-up's."""
+    from bot.cluster.kube import api_answers
+
+    try:
+        api_answers(resources["kube"], timeout=2.0)
+    except Exception as error:  # no kube section, a bad kubeconfig: said by the request that needs it
+        log.info("handler.warm_up_skipped", error=str(error)[:200])
 
 
 def run_background(config_path: str | None, bot: Any) -> None:

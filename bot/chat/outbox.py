@@ -53,8 +53,10 @@ BACKOFF_MAX = 30.0
 # Our own pace, so that a burst asks Slack for what it allows instead of collecting 429s: (calls a
 # second, burst). Slack documents about one post a second per channel "with short bursts
 # tolerated" and tier 3 (about 50 a minute) for chat.update; the lab's emulator models those
-# bursts as 5 and 10. A 429 still pauses for its Retry-After whatever these say.
-PACE = {"post": (1.0, 5), "update": (50 / 60, 10), "ephemeral": (5.0, 10)}
+# bursts as 5 and 10. A file upload is three calls (tier 4 and the upload itself); twenty a
+# minute is far more than a bot attaching a status table needs. A 429 still pauses for its
+# Retry-After whatever these say.
+PACE = {"post": (1.0, 5), "update": (50 / 60, 10), "ephemeral": (5.0, 10), "upload": (20 / 60, 5)}
 
 MessageRef = str  # "m-" + hex; a real Slack ts ("1700000000.000100") is accepted wherever a ref is
 
@@ -195,6 +197,14 @@ class Outbox:
         fields = self._fields("ephemeral", channel, text, None, thread=thread_ts or "", user=user)
         with self.redis.pipeline() as pipe:
             self._queue(pipe, f"{channel}:ephemeral:{user}", fields)
+            pipe.execute()
+
+    def upload(self, channel: str, filename: str, title: str, content: str, *, thread_ts: str | None = None) -> None:
+        """Queue a file for the thread `thread_ts` (a ref or a ts): after what is queued there already."""
+        lane = f"{channel}:{thread_ts or new_ref()}"
+        fields = self._fields("upload", channel, content, None, thread=thread_ts or "", filename=filename, title=title)
+        with self.redis.pipeline() as pipe:
+            self._queue(pipe, lane, fields)
             pipe.execute()
 
     def groups_of(self, user: str) -> list[str]:
@@ -362,6 +372,9 @@ class OutboxSender:
             return self.chat.post(channel, entry["text"], thread_ts=thread, blocks=blocks)
         if kind == "update":
             self.chat.update(channel, self._resolve(entry["ref"]), entry["text"], blocks=blocks)
+        elif kind == "upload":
+            thread = self._resolve(entry["thread"]) if entry.get("thread") else None
+            self.chat.upload(channel, entry["filename"], entry["title"], entry["text"], thread_ts=thread)
         else:
             thread = self._resolve(entry["thread"]) if entry.get("thread") else None
             self.chat.ephemeral(channel, entry["user"], entry["text"], thread_ts=thread)

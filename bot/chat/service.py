@@ -23,7 +23,7 @@ from bot.chat.grammar import Command, GrammarError, parse
 from bot.chat.metrics import APPROVALS, COMMANDS, UNKNOWN_VERB
 from bot.chat.outbox import new_ref
 from bot.chat.progress import remember_message
-from bot.contract import Asking, Plan
+from bot.contract import Answer, Asking, Plan
 from bot.contract.reports import progress_text, queued_view
 from bot.domain.ids import new_approval_id, new_job_id
 from bot.domain.text import MAX_MESSAGE_CHARS, escape
@@ -42,6 +42,9 @@ class Chat(Protocol):
     def update(self, channel: str, ts: str, text: str, *, blocks: list | None = None) -> bool | None: ...
 
     def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None: ...
+
+    def upload(self, channel: str, filename: str, title: str, content: str, *, thread_ts: str | None = None) -> None:
+        ...
 
     def groups_of(self, user: str) -> list[str]: ...
 
@@ -93,7 +96,7 @@ class Kubemaint:
         try:
             if command.operation.read_only:
                 asking = Asking(msg.user, self.resources, self.settings, self.operations, self.clock())
-                reply(command.operation.answer(asking, command.options))
+                self._answer(msg, command.operation.answer(asking, command.options))
                 COMMANDS.labels(command.verb, "answered").inc()
             else:
                 COMMANDS.labels(command.verb, self._plan_and_submit(msg, command)).inc()
@@ -103,6 +106,14 @@ class Kubemaint:
             COMMANDS.labels(command.verb, "cluster_error").inc()
             reply(f"Could not read the cluster for `{command.text}`: {cluster_error(error)}. Nothing was changed; "
                   "try again in a moment.")
+
+    def _answer(self, msg: Message, answer: str | Answer) -> None:
+        if isinstance(answer, str):
+            answer = Answer(answer)
+        for text in (answer.text, *answer.more):  # one thread lane: they arrive in this order
+            self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)
+        for file in answer.files:
+            self.chat.upload(msg.channel, file.filename, file.title, file.content, thread_ts=msg.thread_ts)
 
     def _replier(self, msg: Message) -> Callable[[str], str]:
         return lambda text: self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)

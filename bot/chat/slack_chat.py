@@ -43,6 +43,11 @@ class SlackChat:
     def ephemeral(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> None:
         self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
 
+    def upload(self, channel: str, filename: str, title: str, content: str, *, thread_ts: str | None = None) -> None:
+        # files_upload_v2: files.getUploadURLExternal, the upload itself, files.completeUploadExternal.
+        self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, filename=filename, title=title,
+                                    content=content)
+
     def groups_of(self, user: str) -> list[str]:
         """The configured user groups this user is in (memberships cached for a minute)."""
         if not self.group_ids:

@@ -9,7 +9,9 @@ from bot.contract.operation import (
     OPERATORS,
     READ_ONLY,
     ROLES,
+    Answer,
     Asking,
+    Attachment,
     Operation,
     Plan,
     PlanChanged,
@@ -37,6 +39,6 @@ from bot.contract.words import (
 
 __all__ = [
     "BACKUP_ID", "COUNT", "DURATION", "JOB_ID", "NAMESPACE", "NODE", "NODES", "OPERATORS", "READ_ONLY", "ROLES",
-    "SECONDS", "SELECTOR", "VERSION", "Asking", "Ignored", "NoOptions", "NotConfigured", "Operation", "Plan",
-    "PlanChanged", "Policy", "Resource", "Role", "choice", "flag", "ignored",
+    "SECONDS", "SELECTOR", "VERSION", "Answer", "Asking", "Attachment", "Ignored", "NoOptions", "NotConfigured",
+    "Operation", "Plan", "PlanChanged", "Policy", "Resource", "Role", "choice", "flag", "ignored",
 ]

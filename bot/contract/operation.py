@@ -12,7 +12,8 @@
     )
 
 A read-only command declares `answer` instead of `gather` and `plan`: (Asking, options) -> the
-reply text. An operation with a `dry_run` flag posts its plan and stops when it is set.
+reply text, or an `Answer` when one message is not enough (further messages, attached files). An
+operation with a `dry_run` flag posts its plan and stops when it is set.
 
 `recheck(facts, options, approved) -> problem or None` is what the worker runs before a step
 acts, on fresh facts (`Operation.still_holds`): the cluster may have changed since the
@@ -81,6 +82,25 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file posted with an answer (Slack's file upload): what is too long for a message."""
+
+    filename: str
+    title: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A read-only command's reply: `text` first, then each of `more` as its own message in the same
+    thread (a long listing, page by page), then each file of `files`."""
+
+    text: str
+    more: tuple[str, ...] = ()
+    files: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
 class Asking:
     """What a read-only command's `answer` gets besides its options."""
 
@@ -99,7 +119,7 @@ class Operation:
     options: type = NoOptions
     policy: Policy = FALLBACK_POLICY
     needs: tuple[str, ...] = ()
-    answer: Callable[[Asking, Any], str] | None = None
+    answer: Callable[[Asking, Any], str | Answer] | None = None
     gather: Callable[[Mapping[str, Any], Any], Any] | None = None
     plan: Callable[[Any, Any], Plan] | None = None
     recheck: Callable[[Any, Any, Any], str | None] | None = None

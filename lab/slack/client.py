@@ -112,6 +112,11 @@ class SlackLabClient:
                 return m
         raise SlackLabError(404, "message_not_found", f"no message {ts} in {channel}")
 
+    def files(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """The files the bot shared (in `channel`, in the thread `thread_ts`), oldest first, each with
+        its `content` as text, `name`, `title` and the `message_ts` of the message that carries it."""
+        return self.request("GET", "/_lab/files", query={"channel": channel, "thread_ts": thread_ts})["files"]
+
     def calls(self, method: str | None = None, since: int = 0) -> list[dict[str, Any]]:
         return self.request("GET", "/_lab/calls", query={"method": method, "since": since or None})["calls"]
 

@@ -96,6 +96,10 @@ def setup(app: web.Application, emu: SlackEmulator) -> None:
         return {"messages": emu.messages_view(q.get("channel"), q.get("thread_ts"),
                                               _flag(q.get("include_deleted")))}
 
+    async def files(request: web.Request) -> dict[str, Any]:
+        q = request.query
+        return {"files": emu.files_view(q.get("channel"), q.get("thread_ts"))}
+
     async def calls(request: web.Request) -> dict[str, Any]:
         q = request.query
         return {"calls": emu.calls_view(q.get("method"), int(q.get("since", 0)))}
@@ -139,6 +143,7 @@ def setup(app: web.Application, emu: SlackEmulator) -> None:
     app.router.add_post("/_lab/click", guarded(click))
     app.router.add_get("/_lab/clicks", guarded(clicks))
     app.router.add_get("/_lab/messages", guarded(messages))
+    app.router.add_get("/_lab/files", guarded(files))
     app.router.add_get("/_lab/calls", guarded(calls))
     app.router.add_get("/_lab/deliveries", guarded(deliveries))
     app.router.add_get("/_lab/connections", guarded(connections))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from lab.slack import actions, clicks, control, webapi
+from lab.slack import actions, clicks, control, files, webapi
 from lab.slack.delivery import INTERACTIVE, SLASH_COMMANDS, Deliveries, Delivery, wait_event
 from lab.slack.http_mode import HttpTransport
 from lab.slack.ratelimit import RateLimit, RateLimiter
@@ -110,7 +110,11 @@ class SlackEmulator:
         async def api(request: web.Request) -> web.Response:
             return await webapi.handle(self, request)
 
+        async def upload(request: web.Request) -> web.Response:
+            return await files.upload(self, request)
+
         app.router.add_route("*", "/api/{method}", api)
+        app.router.add_post("/upload/v1/{token}", upload)
         app.router.add_get("/link/", self.socket.handle)
         app.router.add_get("/link", self.socket.handle)
         app.router.add_post("/{kind:commands|actions}/{team}/{n}/{secret}", self.response_urls.handle)
@@ -296,6 +300,9 @@ class SlackEmulator:
                       include_deleted: bool = False) -> list[dict[str, Any]]:
         cid = self.workspace.channel(channel).id if channel else None
         return [m.lab() for m in self.workspace.listing(cid, thread_ts, include_deleted)]
+
+    def files_view(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        return files.files_view(self, channel, thread_ts)
 
     def calls_view(self, method: str | None = None, since: int = 0) -> list[dict[str, Any]]:
         return [copy.deepcopy(c) for c in self.calls if c["id"] > since and (method is None or c["method"] == method)]

@@ -46,6 +46,9 @@ class RateLimit:
 DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "chat.postMessage": RateLimit(1.0, 5, "channel"),
     "chat.update": RateLimit.per_minute(50, 10, "app"),
+    # Tier 4 (100+ a minute) for both API steps of an upload.
+    "files.getUploadURLExternal": RateLimit.per_minute(100, 10, "app"),
+    "files.completeUploadExternal": RateLimit.per_minute(100, 10, "app"),
 }
 
 

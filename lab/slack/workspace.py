@@ -102,6 +102,7 @@ class Message:
     reply_users: list[str] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
     updated_at: float | None = None
+    files: list[str] = field(default_factory=list)  # ids of the files it shares (lab/slack/files.py)
 
     def slack(self, team_id: str = TEAM_ID) -> dict[str, Any]:
         """The message object as the Web API and interaction payloads show it."""
@@ -126,6 +127,9 @@ class Message:
             out["edited"] = {"user": self.user, "ts": f"{self.updated_at:.6f}"}
         if self.metadata:
             out["metadata"] = copy.deepcopy(self.metadata)
+        if self.files:
+            out["files"] = [{"id": file_id} for file_id in self.files]
+            out["upload"] = True
         return out
 
     def lab(self) -> dict[str, Any]:
@@ -136,7 +140,7 @@ class Message:
             "reply_count": len(self.replies), "bot_id": self.bot_id, "ephemeral_to": self.ephemeral_to,
             "deleted": self.deleted, "edits": len(self.history), "history": copy.deepcopy(self.history),
             "metadata": copy.deepcopy(self.metadata), "source": self.source,
-            "created_at": self.created_at, "updated_at": self.updated_at,
+            "created_at": self.created_at, "updated_at": self.updated_at, "files": list(self.files),
         }
 
 
@@ -180,6 +184,7 @@ class Workspace:
                                     "users": list(spec.get("users", []))}
         self.messages: dict[str, list[Message]] = {cid: [] for cid in self.channels}
         self._by_ts: dict[tuple[str, str], Message] = {}
+        self.files: dict[str, Any] = {}  # id -> lab/slack/files.py File
         self._last_us = 0
 
     # -- ids and lookups -------------------------------------------------------------------------
@@ -297,3 +302,4 @@ class Workspace:
     def clear(self) -> None:
         self.messages = {cid: [] for cid in self.channels}
         self._by_ts.clear()
+        self.files.clear()
