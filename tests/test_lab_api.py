@@ -332,9 +332,10 @@ def test_counters_count_api_requests_by_method_and_path(seeds_lab: LabProcess) -
     seeds_lab.request("PATCH", "/api/v1/nodes/node01", {"spec": {"unschedulable": True}}, content_type=SMP)
     seeds_lab.request("GET", "/version", token="")
     seeds_lab.admin("GET", "faults")  # the admin API is not counted
-    assert seeds_lab.counters() == {"total": 5, "requests": {
-        "GET /api/v1/nodes": 2, "GET /api/v1/nodes/node01": 1, "PATCH /api/v1/nodes/node01": 1,
-        "GET /version": 1}}
+    requests = {"GET /api/v1/nodes": 2, "GET /api/v1/nodes/node01": 1, "PATCH /api/v1/nodes/node01": 1,
+                "GET /version": 1}
+    # Also per client, by its User-Agent's product (urllib's here; the bot's is "kubemaint").
+    assert seeds_lab.counters() == {"total": 5, "requests": requests, "by_agent": {"Python-urllib": requests}}
 
 
 # -- the admin API ---------------------------------------------------------------------------
