@@ -68,20 +68,18 @@ class Faults:
 
 @dataclass
 class RequestCounter:
-    by_request: Counter = field(default_factory=Counter)
-    # The same per client (its User-Agent's product, "kubemaint" or "kubectl"), so that a test can tell the
-    # bot's requests from those of the lab's own kubeadm and kubelets.
+    # Per client (its User-Agent's product, "kubemaint" or "kubectl"), so that a test can tell the bot's
+    # requests from those of the lab's own kubeadm and kubelets; the totals are summed from these.
     by_agent: dict[str, Counter] = field(default_factory=dict)
 
     def count(self, method: str, path: str, user_agent: str = "") -> None:
-        self.by_request[f"{method} {path}"] += 1
         agent = user_agent.split("/", 1)[0] or "unknown"
         self.by_agent.setdefault(agent, Counter())[f"{method} {path}"] += 1
 
     def snapshot(self) -> dict:
-        return {"total": sum(self.by_request.values()), "requests": dict(self.by_request),
+        requests = sum(self.by_agent.values(), Counter())
+        return {"total": sum(requests.values()), "requests": dict(requests),
                 "by_agent": {agent: dict(counts) for agent, counts in self.by_agent.items()}}
 
     def reset(self) -> None:
-        self.by_request.clear()
         self.by_agent.clear()
