@@ -92,7 +92,7 @@ def _count_new_connections() -> None:
     pools.HTTPSConnectionPool._drain_bench_counted = True
 
 
-def resources():
+def resources(cluster: str = ""):
     """The worker's resources factory (`--resources-factory benchmarks.drain_vs_kubectl:resources`):
     what `kubemaint worker` builds, for the lab named in the environment, plus a count of the
     HTTPS connections opened during the job run (stored in Redis when the run closes them)."""

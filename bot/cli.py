@@ -63,22 +63,33 @@ def audit(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     from bot.chat.ssh_checks import check_nodes_over_ssh, check_ssh_setup
-    from bot.chat.startup import load_or_exit, process_resources, redis_warnings
+    from bot.chat.startup import load_or_exit, process_clusters, redis_warnings
 
     settings = load_or_exit(args.config)
     print(f"configuration OK: Slack {settings.slack.mode} mode, Redis {settings.redis_url}, "
           f"{len(settings.operations)} commands, {len(settings.policies)} command policies")
+    for name, cluster in settings.clusters.items():
+        channels = ", ".join(cluster.channels) or "no channel of its own"
+        default = " (default)" if name == settings.default_cluster else ""
+        print(f"cluster {name}{default}: {cluster.kubeconfig or 'in-cluster'}"
+              f"{f' context {cluster.context}' if cluster.context else ''}; {channels}")
     for warning in redis_warnings(settings):
         print(f"warning: {warning}")
-    if settings.ssh is None and args.nodes is None:
-        return 0
-    resources = process_resources(settings)
-    if check_ssh_setup(settings, resources) is None:
-        return 1
-    if args.nodes is None:
-        return 0
-    names = None if args.nodes == ALL_NODES else [name for name in args.nodes.split(",") if name]
-    return 0 if check_nodes_over_ssh(settings, resources, names) else 1
+    clusters = process_clusters(settings)
+    ok = True
+    for own in clusters.all_settings():
+        if own.ssh is None and args.nodes is None:
+            continue
+        if own.cluster_name:
+            print(f"-- cluster {own.cluster_name}")
+        resources = clusters.resources_for(own.cluster_name)
+        if check_ssh_setup(own, resources) is None:
+            ok = False
+            continue
+        if args.nodes is not None:
+            names = None if args.nodes == ALL_NODES else [name for name in args.nodes.split(",") if name]
+            ok = check_nodes_over_ssh(own, resources, names) and ok
+    return 0 if ok else 1
 
 
 def parser() -> argparse.ArgumentParser:

@@ -15,7 +15,12 @@ def help_text(operations: Registry | None = None) -> str:
 
 
 def answer_help(asking: Asking, options: NoOptions) -> str:
-    return help_text(asking.operations)
+    text = help_text(asking.operations)
+    clusters = list(getattr(asking.settings, "clusters", None) or ())
+    if clusters:
+        text += (f"\nEvery command takes `--cluster NAME` (clusters: {', '.join(clusters)}); without it, a command "
+                 "goes to its channel's cluster.")
+    return text
 
 
 HELP = Operation(name="help", words="help", policy=READ_ONLY, description="show this list of commands",

@@ -100,6 +100,9 @@ REDIS = Resource("redis", _redis, "kubemaint's Redis: jobs, approvals and the au
 SSH = Resource("ssh", _ssh, "the nodes over SSH (bot/nodes): strict host keys, every command audited")
 BACKUPS = Resource("backups", _backups, "backup files in the configured store (backups.store) and their catalog "
                                         "in kubemaint's Redis, with retention (backups.keep_last)")
+# Which cluster, of several, the other resources reach ("" without `clusters`): its locks are its own.
+CLUSTER = Resource("cluster", lambda settings: getattr(settings, "cluster_name", ""),
+                   "the name of the cluster the other resources reach, when several are configured")
 # A section of the settings, nothing opened: planners and workers read the windows, blockers and gates by name.
 MAINTENANCE = Resource("maintenance", lambda settings: settings.maintenance,
                        "the maintenance section of the settings: windows, blockers (maintenance.blockers) and "

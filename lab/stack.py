@@ -103,8 +103,15 @@ class Stack:
     # Restart a dead bot or worker like compose's `restart: always`; each restart is noted in its log.
     supervise: bool = True
     on_restart: Callable[[Child, int | None], None] | None = None  # e.g. the demo tells its user
+    # Several clusters, each a lab of its own: name -> scenario (`scenario` is then unused). Each cluster's
+    # commands come from its channel (`cluster_channels`, name -> channel id, added to the workspace), and
+    # `cluster_roles` lays a cluster's own roles over the top-level ones (name -> a roles section).
+    clusters: dict[str, str] = field(default_factory=dict)
+    cluster_channels: dict[str, str] = field(default_factory=dict)
+    cluster_roles: dict[str, dict] = field(default_factory=dict)
+    labs: dict[str, LabProcess] = field(default_factory=dict)  # with `clusters`: each one's lab
     workdir: Path | None = None
-    lab: LabProcess | None = None
+    lab: LabProcess | None = None  # the lab (with `clusters`: the first one's)
     redis: RedisServer | None = None
     slack: EmulatorThread | None = None
     supervisor: Supervisor | None = None  # owns the bot's and the workers' processes
@@ -119,13 +126,20 @@ class Stack:
             self.workdir = Path(self._tmp.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self.lab = LabProcess(self.scenario, time_scale=self.time_scale, workdir=self.workdir / "lab",
-                                  machines=self.machines).start()
+            if self.clusters:
+                for name, scenario in self.clusters.items():
+                    self.labs[name] = LabProcess(scenario, time_scale=self.time_scale,
+                                                 workdir=self.workdir / f"lab-{name}", machines=self.machines).start()
+                self.lab = next(iter(self.labs.values()))
+            else:
+                self.lab = LabProcess(self.scenario, time_scale=self.time_scale, workdir=self.workdir / "lab",
+                                      machines=self.machines).start()
             self.redis = RedisServer(persistence=self.redis_persistence, workdir=self.workdir / "redis").start()
             bot_port = free_port()
             http = self.mode == "http"
             users = {**DEFAULT_USERS, **{uid: {"name": uid.lower()} for uid in self.extra_users}}
-            channels = {**DEFAULT_CHANNELS, **{c: {"name": n} for c, n in self.extra_channels.items()}}
+            channels = {**DEFAULT_CHANNELS, **{c: {"name": n} for c, n in self.extra_channels.items()},
+                        **{c: {"name": f"{name}-ops"} for name, c in self.cluster_channels.items()}}
             request_url = f"http://127.0.0.1:{bot_port}/slack/events" if http else None
             if self.slack_process:
                 self.slack = SlackProcess(self.workdir / "slack", users, channels, request_url).start()
@@ -135,7 +149,7 @@ class Stack:
             if self.metrics:
                 self.metrics_ports["bot"] = free_port()
             self.config = self.workdir / "kubemaint.yaml"
-            self.config.write_text(yaml.safe_dump(self._config(bot_port)))
+            self.config.write_text(yaml.safe_dump(self._config(bot_port), sort_keys=False))
             self.supervisor = Supervisor(on_restart=self.on_restart)
             # The processes start side by side (each spends about a second importing) and are awaited together.
             for _ in range(self.workers):
@@ -164,7 +178,7 @@ class Stack:
                 "http_port": bot_port,
             },
             "redis_url": self.redis.url,
-            "kubeconfig": str(self.lab.kubeconfig),
+            **self._cluster_config(),
             "roles": {
                 "viewers": [USERS["viewer"], *self._extra("viewer")],
                 "operators": [USERS["operator"], *self._extra("operator")],
@@ -172,7 +186,7 @@ class Stack:
             },
             "policies": policies,
             "operation_modules": list(self.operation_modules),
-            **self._ssh_config(),
+            **({} if self.clusters else self._ssh_config(self.lab)),
             "backups": {"store": {"type": "local", "directory": str(self.workdir / "backups")}},
             # The demo's edits come fast so a person sees steps tick; Slack's budget still applies.
             "progress": {"edit_interval_seconds": 1, "updates_per_minute": 45},
@@ -180,18 +194,33 @@ class Stack:
             **({"metrics": {"address": "127.0.0.1", "port": self.metrics_ports["bot"]}} if self.metrics else {}),
         }
 
-    def _ssh_config(self) -> dict:
+    def _cluster_config(self) -> dict:
+        """The API (and, with `clusters`, each cluster's own API, nodes, backups folder, channel and roles)."""
+        if not self.clusters:
+            return {"kubeconfig": str(self.lab.kubeconfig)}
+        clusters = {}
+        for name, lab in self.labs.items():
+            own = {"kubeconfig": str(lab.kubeconfig), **self._ssh_config(lab),
+                   "backups": {"store": {"type": "local", "directory": str(self.workdir / "backups" / name)}}}
+            if name in self.cluster_channels:
+                own["channels"] = [self.cluster_channels[name]]
+            if name in self.cluster_roles:
+                own["roles"] = self.cluster_roles[name]
+            clusters[name] = own
+        return {"clusters": clusters}
+
+    def _ssh_config(self, lab: LabProcess) -> dict:
         """The bot reaches the lab's machines as an operator's bot reaches nodes: at their InternalIP, with
         the lab's login key, trusting only the lab's known_hosts."""
-        if not self.lab.with_machines:
+        if not lab.with_machines:
             return {}
-        ports = {machine["port"] for machine in self.lab.machines().values()}
+        ports = {machine["port"] for machine in lab.machines().values()}
         if not ports:
             return {}
         if len(ports) != 1:  # the bot has one port for every node (ssh.port)
             raise LabError(f"the lab's machines listen on several ports ({sorted(ports)}); the bot needs one")
-        return {"ssh": {"user": "kubemaint", "port": ports.pop(), "known_hosts": str(self.lab.known_hosts),
-                        "key_file": str(self.lab.ssh_key), **self.ssh_settings}}
+        return {"ssh": {"user": "kubemaint", "port": ports.pop(), "known_hosts": str(lab.known_hosts),
+                        "key_file": str(lab.ssh_key), **self.ssh_settings}}
 
     def _extra(self, role: str) -> list[str]:
         return [uid for uid, r in self.extra_users.items() if r == role]
@@ -326,7 +355,7 @@ class Stack:
             procs = [self.supervisor.proc(name) for name in self.supervisor.children]
         for proc in procs:
             stop_process_group(proc)
-        for part in (self.slack, self.redis, self.lab):
+        for part in (self.slack, self.redis, *(list(self.labs.values()) or [self.lab])):
             if part is not None:
                 part.stop()
         if self._tmp is not None:
@@ -349,6 +378,9 @@ class Stack:
             "machines": {name: {"address": m["address"], "port": m["port"]} for name, m in machines.items()},
             "slack_url": self.slack.base_url,
             "channel": CHANNEL,
+            # With several clusters: each one's kubeconfig and channel (`kubeconfig` above is the first one's).
+            "clusters": {name: {"kubeconfig": str(lab.kubeconfig), "channel": self.cluster_channels.get(name)}
+                         for name, lab in self.labs.items()},
             "users": USERS,
             "redis_url": self.redis.url,
             "config": str(self.config),

@@ -102,7 +102,7 @@ class Chat:
         self.stack.lab.reset()
         self.stack.lab.set_faults({})
         for card in [m for m in self.client.messages(self.channel) if buttons(m) == ["approve", "deny"]]:
-            requester = re.match(r"<@(U[A-Z0-9]+)> asks to run", card.get("text") or "")
+            requester = re.search(r"<@(U[A-Z0-9]+)> asks to run", card.get("text") or "")
             if requester:
                 self.client.click(requester[1], self.channel, card["ts"], "deny")
                 self.wait_for(lambda card=card: not buttons(self.client.message(self.channel, card["ts"])),

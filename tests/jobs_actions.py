@@ -16,7 +16,7 @@ from bot.engine.actions import Resources, StepContext, action
 CALLS = "test:calls"
 
 
-def make_resources() -> Resources:
+def make_resources(cluster: str = "") -> Resources:
     """The worker's resources_factory in tests: what kube clients are in production."""
     return Resources(redis=Redis.from_url(os.environ["KUBEMAINT_TEST_REDIS_URL"]))
 

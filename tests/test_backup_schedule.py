@@ -102,7 +102,8 @@ def with_stand_in(modules: tuple[str, ...]) -> Registry:
 
 def run(r: Redis, job_id: str) -> str:
     """The job as a worker runs it, in this process."""
-    return StepRunner(r, job_id, "test-worker", Timings(lock_wait=0), resources_factory=lambda: {"redis": r}).run()
+    return StepRunner(r, job_id, "test-worker", Timings(lock_wait=0),
+                      resources_factory=lambda cluster: {"redis": r}).run()
 
 
 def test_each_slot_submits_one_job_as_the_scheduler(r: Redis, chat: Chat, clock: Clock):

@@ -77,7 +77,7 @@ def test_worker_lends_one_set_of_clients_to_every_job(tmp_path):
     """Jobs run inside the worker, so each job reuses the worker's kube and Redis clients instead of
     re-reading the kubeconfig and opening a new TLS connection; ending a job must not close them."""
     from bot.chat.config import load_settings
-    from bot.chat.startup import process_resources
+    from bot.chat.startup import process_clusters
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
@@ -87,14 +87,13 @@ def test_worker_lends_one_set_of_clients_to_every_job(tmp_path):
     config = tmp_path / "kubemaint.yaml"
     config.write_text(f"slack:\n  bot_token: xoxb-1\n  app_token: xapp-1\nroles:\n  operators: [U0ALICE]\n"
                       f"  approvers: [U0BOB]\nkubeconfig: {kubeconfig}\n")
-    resources = process_resources(load_settings(config))
-    factory = lambda: resources  # noqa: E731  (what `kubemaint worker` hands the runner)
-    first = factory()
+    factory = process_clusters(load_settings(config)).resources_for  # what `kubemaint worker` hands the runner
+    first = factory("")
     closed = []
     first["kube"].close = lambda: closed.append("kube")
     first.close()  # what the runner does when a job run ends
     assert closed == []
-    second = factory()
+    second = factory("")
     assert second["kube"] is first["kube"] and second["redis"] is first["redis"]
 
 

@@ -36,6 +36,7 @@ def test_headless_demo_writes_its_state_and_answers_in_chat(demo):
     _, state = demo
     assert set(state["users"]) >= {"operator", "approver", "viewer"}
     assert state["channel"] == "C0OPS"
+    assert {name: c["channel"] for name, c in state["clusters"].items()} == {"staging": "C0OPS", "prod": "C0PROD"}
     chat = SlackLabClient(state["slack_url"])
     said = chat.say(state["users"]["viewer"], state["channel"], "<@U0BOT> status")
     reply = chat.wait_for_message(lambda m: m.get("thread_ts") == said["ts"] and m.get("user") == "U0BOT",
@@ -94,22 +95,30 @@ class Terminal:
 
 def test_numbers_click_the_newest_cards_buttons_and_a_stale_one_is_refused() -> None:
     """[1] and [2] are the newest card's Approve and Deny, as the README's stories type them; a number
-    typed for a card decided meanwhile (its buttons gone) is answered, not a crash."""
+    typed for a card decided meanwhile (its buttons gone) is answered, not a crash. `/channel prod` moves to
+    the other cluster's channel: the same words there reach the other cluster."""
     proc = subprocess.Popen([sys.executable, "-m", "lab", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     terminal = Terminal(proc)
     try:
-        terminal.wait("you are alice (operator)", timeout=90)
-        terminal.wait("[1] Approve", terminal.type("cordon node01"))
+        terminal.wait("you are alice (operator) in #staging-ops (cluster staging)", timeout=120)
+        terminal.wait("#staging-ops [kubemaint] *staging* · <@U0ALICE> asks to run", terminal.type("cordon node01"))
+        terminal.wait("[1] Approve")
         terminal.type("/as approver")
-        terminal.wait("`cordon node01` · succeeded", terminal.type("1"))
+        terminal.wait("`cordon node01 --cluster staging` · succeeded", terminal.type("1"))
         terminal.wait("no button [2] any more", terminal.type("2"))  # Deny, on the card bob just approved
         terminal.type("/as operator")
         terminal.wait("[1] Approve", terminal.type("cordon controlplane"))  # a second card: numbered from 1 again
         terminal.type("/as approver")
-        terminal.wait("`cordon controlplane` · succeeded", terminal.type("1"))
+        terminal.wait("`cordon controlplane --cluster staging` · succeeded", terminal.type("1"))
         terminal.type("/as viewer")
         terminal.wait("*node01*", terminal.type("status node01"))
+        terminal.wait("you are now in #prod-ops (cluster prod)", terminal.type("/channel prod"))
+        terminal.type("/as operator")
+        terminal.wait("#prod-ops [kubemaint] *prod* · <@U0ALICE> asks to run `cordon node01 --cluster prod`",
+                      terminal.type("cordon node01"))
+        terminal.type("/as approver")
+        terminal.wait("`cordon node01 --cluster prod` · succeeded", terminal.type("1"))
         terminal.type("/quit")
         assert proc.wait(timeout=60) == 0
     finally:

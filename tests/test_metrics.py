@@ -125,7 +125,7 @@ def test_a_worker_counts_each_run_by_how_it_ended_and_times_steps_by_outcome(r: 
         spec = JobSpec.create("metered", "metered", "U0ALICE", steps)
         queue.submit(r, spec)
         return StepRunner(r, spec.id, "test-worker", Timings(lock_wait=0),
-                          resources_factory=lambda: {"redis": r}).run()
+                          resources_factory=lambda cluster: {"redis": r}).run()
 
     before = counts()
     assert run([Step("one", "test.record", {}), Step("two", "test.record", {})]) == "succeeded"

@@ -39,6 +39,7 @@ class ApprovalRequest:
     approvals_needed: int
     approvals: tuple[tuple[str, float], ...] = ()  # (approver user id, epoch), in click order
     denial: tuple[str, float] | None = None  # (user id, epoch); the requester's own = withdrawal
+    cluster: str = ""  # the cluster it is for ("": the one cluster of a configuration without `clusters`)
 
     def __post_init__(self) -> None:
         if self.approvals_needed < 1:
@@ -86,6 +87,7 @@ class ApprovalRequest:
             "approvals_needed": self.approvals_needed,
             "approvals": [[user, at] for user, at in self.approvals],
             "denial": list(self.denial) if self.denial is not None else None,
+            "cluster": self.cluster,
         }
 
     @classmethod
@@ -103,6 +105,7 @@ class ApprovalRequest:
                 approvals_needed=int(data["approvals_needed"]),
                 approvals=tuple((str(user), float(at)) for user, at in data["approvals"]),
                 denial=(str(denial[0]), float(denial[1])) if denial is not None else None,
+                cluster=str(data.get("cluster") or ""),
             )
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise ValueError(f"malformed approval request record: {error!r}") from None

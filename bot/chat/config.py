@@ -29,6 +29,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -508,6 +509,121 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _with_default_policies(given: Any) -> Any:
+    # A file that only says `cordon: {approval_required: true}` keeps cordon's default roles,
+    # and every command gets a policy, so lookups never fall through to "anything goes".
+    if not isinstance(given, Mapping):
+        return given
+    merged: dict[str, Any] = {op.name: op.policy.model_dump() for op in _operations().values()}
+    for name, policy in given.items():
+        if name in merged and isinstance(policy, Mapping):
+            merged[name].update(policy)
+        else:
+            merged[name] = policy  # unknown commands and non-mappings fail validation with their path
+    return merged
+
+
+def _check_approvals(roles: RoleSettings, policies: Mapping[str, Policy], where: str = "") -> None:
+    # Catch policies nobody could ever satisfy at start-up rather than at the first risky command.
+    approvers = roles.approvers
+    only_users = not any(a.startswith("S") for a in approvers)
+    for verb, policy in policies.items():
+        if not policy.approval_required:
+            continue
+        if not approvers:
+            raise PydanticCustomError(
+                "approvers", "{where}policies.{verb}.approval_required: no approvers are configured "
+                             "({where}roles.approvers)", {"verb": verb, "where": where},
+            )
+        default = _operations()[verb].policy if verb in _operations() else None
+        # A default nobody chose (restore's two approvals) does not stop a one-approver team's bot:
+        # those requests wait for a second approver; a count set in this file must be reachable.
+        if only_users and policy.approvals_needed > len(approvers) and policy != default:
+            raise PydanticCustomError(
+                "approvers",
+                "{where}policies.{verb}.approvals_needed: {needed} approvals needed but {where}roles.approvers "
+                "lists only {count} user(s)",
+                {"verb": verb, "needed": policy.approvals_needed, "count": len(approvers), "where": where},
+            )
+
+
+# What a cluster inherits from the top level, key by key, where its own section says nothing.
+INHERITED = ("ssh", "backups", "maintenance", "roles", "policies")
+
+
+def _clusters_inherit(values: Any) -> Any:
+    """Each cluster's sections = the top-level ones with the cluster's own keys over them (before validation,
+    so that a problem is reported under the cluster's path)."""
+    if not isinstance(values, Mapping) or not isinstance(values.get("clusters"), Mapping):
+        return values
+    clusters = {}
+    for name, given in values["clusters"].items():
+        if not isinstance(given, Mapping):
+            clusters[name] = given  # validation says "must be a mapping of keys" under its name
+            continue
+        cluster = dict(given)
+        for key in INHERITED:
+            top, own = values.get(key), cluster.get(key)
+            # A section the cluster leaves out is inherited whole; one it gives is laid over it; `ssh: null` says
+            # this cluster has no SSH.
+            if isinstance(top, Mapping) and (key not in cluster or isinstance(own, Mapping)):
+                cluster[key] = _deep_merge(top, own or {})
+        backups = dict(cluster.get("backups") or {}) if isinstance(cluster.get("backups", {}), Mapping) else None
+        if backups is not None:
+            # Each cluster's backups are filed under its own name unless it names the folder itself.
+            own_backups = given.get("backups") if isinstance(given.get("backups"), Mapping) else {}
+            backups["cluster"] = own_backups.get("cluster", name)
+            channels = cluster.get("channels")
+            if backups.get("schedule") and not backups.get("schedule_channel") and isinstance(channels, list | tuple) \
+                    and channels:
+                backups["schedule_channel"] = channels[0]  # a failed scheduled backup is told in the cluster's channel
+            cluster["backups"] = backups
+        clusters[name] = cluster
+    values = {**values, "clusters": clusters}
+    if clusters and isinstance(values.get("backups"), Mapping):
+        # The clusters run the schedule they inherited, each in its own channel; the top-level section is
+        # only what they inherit.
+        values["backups"] = {k: v for k, v in values["backups"].items() if k not in ("schedule", "schedule_channel")}
+    return values
+
+
+class ClusterSettings(_Section):
+    """One cluster of several: how to reach its API (a kubeconfig and context, or `in_cluster`), the channels
+    whose commands go to it, and its own sections (inherited from the top level, key by key)."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    channels: tuple[Annotated[str, AfterValidator(_channel_id)], ...] = ()
+    ssh: SshSettings | None = None
+    backups: BackupSettings = BackupSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
+    roles: RoleSettings = RoleSettings()
+    policies: dict[Annotated[str, AfterValidator(_known_command)], Policy] = Field(
+        default_factory=dict, validate_default=True)
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _fill_default_policies(cls, given: Any) -> Any:
+        return _with_default_policies(given)
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _expand_home(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None else None
+
+    @model_validator(mode="after")
+    def _one_way_to_the_api(self) -> ClusterSettings:
+        if self.in_cluster and self.kubeconfig is not None:
+            raise PydanticCustomError("api", "kubeconfig and in_cluster: give one (in_cluster: the bot's own "
+                                             "service account, in the cluster it runs in)")
+        if not self.in_cluster and self.kubeconfig is None:
+            raise PydanticCustomError("api", "kubeconfig: required, or in_cluster: true (the cluster the bot runs in)")
+        if self.context is not None and self.kubeconfig is None:
+            raise PydanticCustomError("api", "context: needs kubeconfig (it names one of the kubeconfig's contexts)")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER, extra="forbid", frozen=True
@@ -533,50 +649,57 @@ class Settings(BaseSettings):
     backups: BackupSettings = BackupSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    # Several clusters (docs/configuration.md, "Several clusters"): each with its own API, nodes, backups and
+    # maintenance settings; a channel's commands go to its cluster, and `--cluster NAME` to any other.
+    clusters: dict[Annotated[str, AfterValidator(_cluster_name)], ClusterSettings] = Field(default_factory=dict)
+    default_cluster: str | None = None  # for channels no cluster names
+    _cluster: str = PrivateAttr(default="")  # set on the settings `for_cluster` returns
 
     @field_validator("policies", mode="before")
     @classmethod
     def _fill_default_policies(cls, given: Any) -> Any:
-        # A file that only says `cordon: {approval_required: true}` keeps cordon's default roles,
-        # and every command gets a policy, so lookups never fall through to "anything goes".
-        if not isinstance(given, Mapping):
-            return given
-        merged: dict[str, Any] = {op.name: op.policy.model_dump() for op in _operations().values()}
-        for name, policy in given.items():
-            if name in merged and isinstance(policy, Mapping):
-                merged[name].update(policy)
-            else:
-                merged[name] = policy  # unknown commands and non-mappings fail validation with their path
-        return merged
+        return _with_default_policies(given)
 
     @field_validator("kubeconfig")
     @classmethod
     def _expand_home(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _clusters_inherit(cls, values: Any) -> Any:
+        return _clusters_inherit(values)
+
     @model_validator(mode="after")
     def _approvals_can_happen(self) -> Settings:
-        # Catch policies nobody could ever satisfy at start-up rather than at the first risky command.
-        approvers = self.roles.approvers
-        only_users = not any(a.startswith("S") for a in approvers)
-        for verb, policy in self.policies.items():
-            if not policy.approval_required:
-                continue
-            if not approvers:
+        _check_approvals(self.roles, self.policies)
+        for name, cluster in self.clusters.items():
+            _check_approvals(cluster.roles, cluster.policies, f"clusters.{name}.")
+        return self
+
+    @model_validator(mode="after")
+    def _clusters_are_distinct(self) -> Settings:
+        if not self.clusters:
+            if self.default_cluster is not None:
+                raise PydanticCustomError("clusters", "default_cluster: no clusters are configured (clusters:)")
+            return self
+        for key in ("kubeconfig", "context"):
+            if getattr(self, key) is not None:
                 raise PydanticCustomError(
-                    "approvers", "policies.{verb}.approval_required: no approvers are configured (roles.approvers)",
-                    {"verb": verb},
-                )
-            default = _operations()[verb].policy if verb in _operations() else None
-            # A default nobody chose (restore's two approvals) does not stop a one-approver team's bot:
-            # those requests wait for a second approver; a count set in this file must be reachable.
-            if only_users and policy.approvals_needed > len(approvers) and policy != default:
-                raise PydanticCustomError(
-                    "approvers",
-                    "policies.{verb}.approvals_needed: {needed} approvals needed but roles.approvers lists "
-                    "only {count} user(s)",
-                    {"verb": verb, "needed": policy.approvals_needed, "count": len(approvers)},
-                )
+                    "clusters", "{key}: with clusters configured, each cluster names its own (clusters.NAME.{key})",
+                    {"key": key})
+        if self.default_cluster is not None and self.default_cluster not in self.clusters:
+            raise PydanticCustomError("clusters", 'default_cluster: "{name}" is not one of the clusters ({names})',
+                                      {"name": self.default_cluster, "names": ", ".join(self.clusters)})
+        seen: dict[str, str] = {}
+        for name, cluster in self.clusters.items():
+            for channel in cluster.channels:
+                if channel in seen:
+                    raise PydanticCustomError(
+                        "clusters", "clusters.{name}.channels: {channel} is already the channel of cluster {other} "
+                                    "(a channel has one default cluster; --cluster reaches the others)",
+                        {"name": name, "channel": channel, "other": seen[channel]})
+                seen[channel] = name
         return self
 
     def policy(self, name: str) -> Policy:
@@ -587,6 +710,23 @@ class Settings(BaseSettings):
     def operations(self) -> Registry:
         """The built-in operations and those of `operation_modules`."""
         return operations(self.operation_modules)
+
+    @property
+    def cluster_name(self) -> str:
+        """The cluster these settings are for: "" for a configuration without `clusters`."""
+        return self._cluster
+
+    def for_cluster(self, name: str) -> Settings:
+        """The settings as that cluster sees them: its API, nodes, backups, maintenance, roles and policies in
+        place of the top-level ones (which it inherited where it said nothing)."""
+        cluster = self.clusters[name]
+        own = self.model_copy(update={
+            "kubeconfig": cluster.kubeconfig, "context": cluster.context, "ssh": cluster.ssh,
+            "backups": cluster.backups, "maintenance": cluster.maintenance, "roles": cluster.roles,
+            "policies": cluster.policies,
+        })
+        own._cluster = name
+        return own
 
 
 class _MappingEnvSource(EnvSettingsSource):

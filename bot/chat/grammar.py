@@ -12,7 +12,9 @@ What chat adds around a command (mentions, smart dashes) is undone first (bot/ch
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -58,6 +60,7 @@ class Command:
     operation: Operation
     options: Any
     notes: tuple[str, ...] = field(default=(), compare=False)
+    cluster: str | None = None  # `--cluster NAME`, which every command takes (several clusters configured)
 
     @property
     def verb(self) -> str:
@@ -65,7 +68,8 @@ class Command:
 
     @property
     def text(self) -> str:
-        return self.operation.text(self.options)
+        text = self.operation.text(self.options)
+        return f"{text} --cluster {self.cluster}" if self.cluster else text
 
     @property
     def flags(self) -> Mapping[str, Any]:
@@ -83,7 +87,41 @@ def parse(text: str, operations: Registry | None = None) -> Command:
     words = command_words(text)
     if (bare := unquoted(words)) is not None:
         raise _quotes_refused(bare, operations)
-    return _parse_words(words, operations)
+    cluster, words = _take_cluster(words)
+    command = _parse_words(words, operations)
+    return dataclasses.replace(command, cluster=cluster) if cluster else command
+
+
+CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+CLUSTER_USAGE = "COMMAND --cluster NAME (the name of one of the configured clusters)"
+
+
+def _take_cluster(words: list[str]) -> tuple[str | None, list[str]]:
+    """`--cluster NAME` (or `--cluster=NAME`) anywhere after the first word, and the other words. Whether the
+    name is a configured cluster is the bot's business: the grammar only checks it is a name."""
+    cluster, rest, index = None, words[:1], 1
+    while index < len(words):
+        word = words[index]
+        index += 1
+        name, has_value, inline = word[2:].partition("=") if word.startswith("--") else ("", False, "")
+        if name.lower() != "cluster":
+            rest.append(word)
+            continue
+        if cluster is not None:
+            raise GrammarError("`--cluster` is given twice", CLUSTER_USAGE)
+        if has_value:
+            value = inline
+        elif index < len(words) and not words[index].startswith("--"):
+            value, index = words[index], index + 1
+        else:
+            value = ""
+        if not value:
+            raise GrammarError("`--cluster` needs a value: --cluster NAME", CLUSTER_USAGE)
+        if not CLUSTER_NAME.fullmatch(value):
+            raise GrammarError(f'--cluster: "{quote_input(value)}" is not a cluster name (letters, digits, ".", "_" '
+                               'and "-")', CLUSTER_USAGE)
+        cluster = value
+    return cluster, rest
 
 
 def _parse_words(words: list[str], operations: Registry) -> Command:

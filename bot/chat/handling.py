@@ -61,8 +61,10 @@ def first_delivery(redis: Redis, key: str) -> bool:
 
 
 def group_ids(settings: Settings) -> list[str]:
-    roles = settings.roles
-    return sorted({g for g in (*roles.viewers, *roles.operators, *roles.approvers) if g.startswith("S")})
+    """Every user group any role names, at the top level or in a cluster's own roles."""
+    every = [settings.roles, *(cluster.roles for cluster in settings.clusters.values())]
+    return sorted({g for roles in every for g in (*roles.viewers, *roles.operators, *roles.approvers)
+                   if g.startswith("S")})
 
 
 def start_background(service: Kubemaint, redis: Redis, settings: Settings, slack: Any,
@@ -84,9 +86,10 @@ def start_background(service: Kubemaint, redis: Redis, settings: Settings, slack
     ]
     for thread in threads:
         thread.start()
-    # Every bot process runs the schedule; a claim in Redis decides which one submits each slot's job.
-    scheduler = start_scheduler(settings, redis, service.resources, service.chat, stop)
-    return threads if scheduler is None else [*threads, scheduler]
+    # Every bot process runs the schedule (each cluster's); a claim in Redis decides which one submits each slot's job.
+    schedulers = [start_scheduler(service.clusters.settings_for(name), redis, service.clusters.resources_for(name),
+                                  service.chat, stop) for name in service.clusters.names]
+    return [*threads, *(scheduler for scheduler in schedulers if scheduler is not None)]
 
 
 def handle(service: Kubemaint, request: Request) -> None:
@@ -232,7 +235,7 @@ def _process_service(config_path: str | None) -> tuple[Any, Any, Any]:
     from bot.chat.outbox import Outbox
     from bot.chat.service import Kubemaint
     from bot.chat.slack_chat import SlackChat, web_client
-    from bot.chat.startup import load_or_exit, process_resources
+    from bot.chat.startup import load_or_exit, process_clusters
     from bot.engine.audit import configure_logging
 
     # Ctrl-C in a terminal reaches the whole process group; the bot decides when its children stop
@@ -243,7 +246,7 @@ def _process_service(config_path: str | None) -> tuple[Any, Any, Any]:
     redis = Redis.from_url(settings.redis_url)
     lookups = SlackChat(web_client(settings.slack.bot_token.get_secret_value(), settings.slack.base_url),
                         group_ids(settings))
-    return settings, redis, Kubemaint(settings, redis, process_resources(settings), Outbox(redis, lookups.groups_of))
+    return settings, redis, Kubemaint(settings, redis, process_clusters(settings), Outbox(redis, lookups.groups_of))
 
 
 def run_handler(config_path: str | None, requests: Any, index: int, threads: int) -> None:
@@ -257,7 +260,8 @@ def run_handler(config_path: str | None, requests: Any, index: int, threads: int
     pool = started_pool(threads, f"handler{index}")
     from kubernetes.client import AppsV1Api, CoreV1Api, PolicyV1Api  # noqa: F401  (loaded lazily otherwise)
 
-    warm_up(service.resources)
+    for name in service.clusters.names:
+        warm_up(service.clusters.resources_for(name))
     freeze_start_up_objects()
 
     def work_safely(request: Request) -> None:

@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.chat.approvals import ApprovalRequest, clock_time, outcome
+from bot.contract.reports import cluster_tag
 from bot.domain.text import clip, escape, fit
 
 _MAX_SECTION_CHARS = 2900  # Block Kit rejects section text over 3,000
@@ -52,7 +53,7 @@ def approval_card(request: ApprovalRequest, plan_lines: Sequence[str]) -> list[d
         approved_by = ", ".join(f"<@{user}>" for user in request.approvers)
         status += f" · {len(request.approvals)} of {request.approvals_needed} so far: {approved_by}"
     blocks: list[Block] = [
-        _section(f"<@{request.requester}> asks to run `{escape(request.command_text)}`"),
+        _section(f"{cluster_tag(request.cluster)}<@{request.requester}> asks to run `{escape(request.command_text)}`"),
         _section(_plan_text(plan_lines)),
         ContextBlock(elements=[MarkdownTextObject(text=f"{status} · request `{escape(request.id)}`")]),
         ActionsBlock(block_id=f"approval:{request.id}", elements=[approve, deny]),
@@ -73,7 +74,8 @@ def decided_card(request: ApprovalRequest, plan_lines: Sequence[str], now: float
         headline = f"{mark} {said[0].upper()}{said[1:]}"
     blocks: list[Block] = [
         _section(headline),
-        _section(f"<@{request.requester}> asked to run `{escape(request.command_text)}`"),
+        _section(f"{cluster_tag(request.cluster)}<@{request.requester}> asked to run "
+                 f"`{escape(request.command_text)}`"),
         _section(_plan_text(plan_lines)),
         ContextBlock(elements=[MarkdownTextObject(text=f"request `{escape(request.id)}`")]),
     ]
@@ -93,7 +95,8 @@ def forgotten_card(card_text: str, request_id: str) -> list[dict]:
 
 def approval_fallback_text(request: ApprovalRequest) -> str:
     """Plain text for notifications and clients that cannot show blocks."""
-    return f"<@{request.requester}> asks to run `{escape(request.command_text)}`: approval needed"
+    return (f"{cluster_tag(request.cluster)}<@{request.requester}> asks to run `{escape(request.command_text)}`: "
+            "approval needed")
 
 
 def _plan_text(plan_lines: Sequence[str]) -> str:

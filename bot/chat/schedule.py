@@ -27,6 +27,7 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
+from bot.chat.clusters import qualified_command
 from bot.chat.grammar import GrammarError, parse
 from bot.chat.outbox import new_ref
 from bot.chat.progress import quiet_job, remember_message
@@ -35,6 +36,7 @@ from bot.contract.reports import job_view, scheduled_failure_text, scheduled_not
 from bot.domain.schedule import due_slot
 from bot.engine import JobSpec, JobState, get_job, queue
 from bot.engine.audit import audit
+from bot.engine.locks import qualify
 
 log = structlog.get_logger("kubemaint.schedule")
 SCHEDULER_USER = "scheduler"  # the requester of scheduled jobs, in the audit trail and in `backups`
@@ -83,8 +85,9 @@ class Scheduler:
 
     def __init__(self, redis: Redis, operations: Registry, resources: Mapping[str, Any], chat: Any, *, cron: str,
                  channel: str, command: str = BACKUP_COMMAND, name: str = "backup-etcd",
-                 clock: Callable[[], float] = time.time, holder: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, holder: str | None = None, cluster: str = "") -> None:
         self.redis = redis
+        self.cluster = cluster  # with several clusters, each has its own schedule, slots and command
         self.operations = operations
         self.resources = resources
         self.chat = chat
@@ -134,7 +137,8 @@ class Scheduler:
             self._not_started(command.text, slot, plan.refusal)
             return None
         spec = JobSpec.create(operation.name, command.text, SCHEDULER_USER, plan.steps, channel=self.channel,
-                              locks=plan.locks, next_command=plan.next_command)
+                              locks=[qualify(target, self.cluster) for target in plan.locks],
+                              next_command=qualified_command(plan.next_command, self.cluster), cluster=self.cluster)
         # Marked and watched before it is queued: a worker may finish it before the next line runs.
         quiet_job(self.redis, spec.id, self.channel)
         self.redis.hset(_watched_key(self.name), spec.id, int(slot))
@@ -189,8 +193,11 @@ def start_scheduler(settings: Any, redis: Redis, resources: Mapping[str, Any], c
     section = settings.backups
     if not section.schedule:
         return None
+    cluster = settings.cluster_name
     scheduler = Scheduler(redis, settings.operations, resources, chat, cron=section.schedule,
-                          channel=section.schedule_channel)
+                          channel=section.schedule_channel, cluster=cluster,
+                          command=qualified_command(BACKUP_COMMAND, cluster),
+                          name=f"backup-etcd:{cluster}" if cluster else "backup-etcd")
     thread = threading.Thread(target=scheduler.run, args=(stop,), name="backup-schedule", daemon=True)
     thread.start()
     log.info("schedule.started", cron=section.schedule, channel=section.schedule_channel, command=BACKUP_COMMAND)

@@ -5,10 +5,11 @@ bot/chat/app.py adapts slack-bolt to this; tests and the benchmark drive it thro
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from kubernetes.client.exceptions import ApiException
@@ -18,17 +19,19 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from bot.chat import approval_store, authz, render
 from bot.chat.approvals import ApprovalRequest, clock_time, decide, outcome
+from bot.chat.clusters import Clusters, UnknownCluster, qualified_command
 from bot.chat.config import Settings
 from bot.chat.grammar import Command, GrammarError, parse
 from bot.chat.metrics import APPROVALS, COMMANDS, UNKNOWN_VERB
 from bot.chat.outbox import new_ref
 from bot.chat.progress import remember_message
 from bot.contract import Answer, Asking, Plan
-from bot.contract.reports import progress_text, queued_view
+from bot.contract.reports import cluster_tag, progress_text, queued_view
 from bot.domain.ids import new_approval_id, new_job_id
 from bot.domain.text import MAX_MESSAGE_CHARS, escape
 from bot.engine import JobSpec, get_job, queue
 from bot.engine.audit import audit
+from bot.engine.locks import qualify
 
 log = structlog.get_logger("kubemaint.service")
 
@@ -62,12 +65,12 @@ class Kubemaint:
     gather, plan and ask for approval or queue the job. Which command does what is the
     operations' business (bot/contract); nothing here names one."""
 
-    def __init__(self, settings: Settings, redis: Redis, resources: Mapping[str, Any], chat: Chat,
+    def __init__(self, settings: Settings, redis: Redis, clusters: Clusters, chat: Chat,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.operations = settings.operations
         self.redis = redis
-        self.resources = resources
+        self.clusters = clusters
         self.chat = chat
         self.clock = clock
 
@@ -82,24 +85,36 @@ class Kubemaint:
             COMMANDS.labels(UNKNOWN_VERB, "invalid").inc()
             reply(str(error))
             return
-        roles = authz.roles_of(msg.user, self.chat.groups_of(msg.user), self.settings.roles)
         try:
-            authz.check(command, roles, self.settings, user_id=msg.user)
-        except authz.NotAllowed as refusal:
-            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=refusal.message)
-            COMMANDS.labels(command.verb, "not_allowed").inc()
-            reply(refusal.message)
+            cluster = self._cluster_of(command, msg.channel)
+        except UnknownCluster as unknown:
+            audit(self.redis, "request.invalid", user=msg.user, text=msg.text[:200], reason=str(unknown))
+            COMMANDS.labels(command.verb, "invalid").inc()
+            reply(str(unknown))
             return
-        audit(self.redis, "request", user=msg.user, command=command.text, channel=msg.channel)
+        command = dataclasses.replace(command, cluster=cluster or None)
+        settings = self.clusters.settings_for(cluster)
+        roles = authz.roles_of(msg.user, self.chat.groups_of(msg.user), settings.roles)
+        try:
+            authz.check(command, roles, settings, user_id=msg.user)
+        except authz.NotAllowed as refusal:
+            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=refusal.message,
+                  **_cluster_field(cluster))
+            COMMANDS.labels(command.verb, "not_allowed").inc()
+            reply(cluster_tag(cluster) + refusal.message)
+            return
+        audit(self.redis, "request", user=msg.user, command=command.text, channel=msg.channel,
+              **_cluster_field(cluster))
         for note in command.notes:  # how the words were read (an accepted kubectl habit, say): said first
             reply(f"Note: {note}")
         try:
             if command.operation.read_only:
-                asking = Asking(msg.user, self.resources, self.settings, self.operations, self.clock())
-                self._answer(msg, command.operation.answer(asking, command.options))
+                asking = Asking(msg.user, self.clusters.resources_for(cluster), settings, self.operations,
+                                self.clock())
+                self._answer(msg, command.operation.answer(asking, command.options), cluster)
                 COMMANDS.labels(command.verb, "answered").inc()
             else:
-                COMMANDS.labels(command.verb, self._plan_and_submit(msg, command)).inc()
+                COMMANDS.labels(command.verb, self._plan_and_submit(msg, command, cluster)).inc()
         except (ApiException, TransportError, ConnectionError) as error:
             # The cluster API is down or refusing: say so instead of staying silent.
             audit(self.redis, "request.failed", user=msg.user, command=command.text, error=str(error)[:300])
@@ -107,38 +122,52 @@ class Kubemaint:
             reply(f"Could not read the cluster for `{command.text}`: {cluster_error(error)}. Nothing was changed; "
                   "try again in a moment.")
 
-    def _answer(self, msg: Message, answer: str | Answer) -> None:
+    def _cluster_of(self, command: Command, channel: str) -> str:
+        """The cluster `command` is for: the one it names, its job's (`cancel JOB_ID` is about that job's
+        cluster, whatever the channel), its channel's, or the default one."""
+        job_id = getattr(command.options, "job_id", None)
+        if command.cluster is None and job_id and self.settings.clusters:
+            record = get_job(self.redis, job_id)
+            if record is not None and record.spec.cluster in self.settings.clusters:
+                return record.spec.cluster
+        return self.clusters.resolve(command.cluster, channel, command.operation.needs)
+
+    def _answer(self, msg: Message, answer: str | Answer, cluster: str = "") -> None:
         if isinstance(answer, str):
             answer = Answer(answer)
-        for text in (answer.text, *answer.more):  # one thread lane: they arrive in this order
-            self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)
+        for index, text in enumerate((answer.text, *answer.more)):  # one thread lane: they arrive in this order
+            self.chat.post(msg.channel, cluster_tag(cluster) + text if index == 0 else text, thread_ts=msg.thread_ts)
         for file in answer.files:
             self.chat.upload(msg.channel, file.filename, file.title, file.content, thread_ts=msg.thread_ts)
 
     def _replier(self, msg: Message) -> Callable[[str], str]:
         return lambda text: self.chat.post(msg.channel, text, thread_ts=msg.thread_ts)
 
-    def _plan_and_submit(self, msg: Message, command: Command) -> str:
+    def _plan_and_submit(self, msg: Message, command: Command, cluster: str) -> str:
         """Plan, then refuse, show (dry run), queue or ask for approval; returns which (the metric's outcome)."""
         operation = command.operation
-        plan = operation.plan(operation.gather(self.resources, command.options), command.options)
+        plan = operation.plan(operation.gather(self.clusters.resources_for(cluster), command.options),
+                              command.options)
+        tag = cluster_tag(cluster)
         if plan.refusal:
-            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal)
-            self.chat.post(msg.channel, plan.refusal, thread_ts=msg.thread_ts)
+            audit(self.redis, "request.refused", user=msg.user, command=command.text, reason=plan.refusal,
+                  **_cluster_field(cluster))
+            self.chat.post(msg.channel, tag + plan.refusal, thread_ts=msg.thread_ts)
             return "refused"
         if getattr(command.options, "dry_run", False):
-            text = "\n".join([f"Dry run of `{command.text}`: nothing was changed.", *plan.lines])
+            text = "\n".join([f"{tag}Dry run of `{command.text}`: nothing was changed.", *plan.lines])
             self.chat.post(msg.channel, text[:MAX_MESSAGE_CHARS], thread_ts=msg.thread_ts)
-            audit(self.redis, "request.dry_run", user=msg.user, command=command.text)
+            audit(self.redis, "request.dry_run", user=msg.user, command=command.text, **_cluster_field(cluster))
             return "dry_run"
-        policy = self.settings.policy(operation.name)
+        policy = self.clusters.settings_for(cluster).policy(operation.name)
         if not policy.approval_required:
-            self._submit(operation.name, plan, command.text, msg.user, (), msg.channel, msg.thread_ts)
+            self._submit(operation.name, plan, command.text, msg.user, (), msg.channel, msg.thread_ts,
+                         cluster=cluster)
             return "queued"
         request = ApprovalRequest(
             id=new_approval_id(), command_text=command.text, requester=msg.user, channel=msg.channel,
             created_at=self.clock(), ttl_seconds=policy.approval_ttl_seconds,
-            approvals_needed=policy.approvals_needed,
+            approvals_needed=policy.approvals_needed, cluster=cluster,
         )
         if (earlier := self._open_request(request)) is not None:
             audit(self.redis, "request.repeated", user=msg.user, command=command.text, request=earlier.request.id)
@@ -155,7 +184,7 @@ class Kubemaint:
         self.chat.post(msg.channel, render.approval_fallback_text(request), thread_ts=msg.thread_ts,
                        blocks=render.approval_card(request, plan.lines), ref=pending.card_ts)
         audit(self.redis, "approval.requested", request=request.id, user=msg.user, command=command.text,
-              approvals_needed=request.approvals_needed, ttl_seconds=request.ttl_seconds)
+              approvals_needed=request.approvals_needed, ttl_seconds=request.ttl_seconds, **_cluster_field(cluster))
         return "awaiting_approval"
 
     def _open_request(self, request: ApprovalRequest) -> approval_store.PendingRequest | None:
@@ -170,9 +199,13 @@ class Kubemaint:
         return None
 
     def _submit(self, verb: str, plan: Plan | approval_store.PendingRequest, command_text: str, requester: str,
-                approvers: tuple[str, ...], channel: str, thread_ts: str | None, job_id: str | None = None) -> str:
+                approvers: tuple[str, ...], channel: str, thread_ts: str | None, job_id: str | None = None,
+                cluster: str = "") -> str:
+        # The locks and the next command are the cluster's own: another cluster's node01 is another node.
         spec = JobSpec.create(verb, command_text, requester, plan.steps, approvers=approvers, channel=channel,
-                              thread_ts=thread_ts, locks=plan.locks, next_command=plan.next_command, job_id=job_id)
+                              thread_ts=thread_ts, locks=[qualify(target, cluster) for target in plan.locks],
+                              next_command=qualified_command(plan.next_command, cluster), job_id=job_id,
+                              cluster=cluster)
         if job_id and get_job(self.redis, job_id) is not None:
             return job_id  # queued by a click that Redis cut short before it could say so
         # The message's ref is recorded before anything is queued, so the publisher always knows which
@@ -180,8 +213,8 @@ class Kubemaint:
         ref = new_ref()
         remember_message(self.redis, spec.id, channel, ref)
         queue.submit(self.redis, spec, start_at=plan.start_at)
-        self.chat.post(channel, progress_text(queued_view(spec.id, command_text, spec.step_names(), plan.start_at)),
-                       thread_ts=thread_ts, ref=ref)
+        self.chat.post(channel, progress_text(queued_view(spec.id, command_text, spec.step_names(), plan.start_at,
+                                                          cluster)), thread_ts=thread_ts, ref=ref)
         return spec.id
 
     def describe_now(self, command_text: str) -> tuple[list[str], str | None]:
@@ -195,8 +228,11 @@ class Kubemaint:
         undo = operation.undo(options) if operation.undo else None
         if operation.describe is None:
             return [], undo
+        if command.cluster and command.cluster not in self.settings.clusters:
+            return [], undo  # a cluster taken out of the configuration since
         try:
-            return operation.describe(operation.gather(self.resources, options), options), undo
+            resources = self.clusters.resources_for(command.cluster or "")
+            return operation.describe(operation.gather(resources, options), options), undo
         except (ApiException, TransportError, ConnectionError) as error:
             return [f"(kubemaint could not read the cluster just now: {cluster_error(error)})"], undo
 
@@ -224,7 +260,13 @@ class Kubemaint:
                 self.chat.update(channel, card[0], f"kubemaint no longer knows request {request_id}",
                                  blocks=render.forgotten_card(card[1], request_id))
             return
-        roles = authz.roles_of(user, self.chat.groups_of(user), self.settings.roles)
+        if pending.request.cluster and pending.request.cluster not in self.settings.clusters:
+            self.chat.ephemeral(channel, user, f"This request is for cluster {pending.request.cluster}, which is no "
+                                               "longer configured: nothing can be approved on it.")
+            return
+        # The request's cluster decides who may approve it: an approver of staging is not one of prod.
+        roles = authz.roles_of(user, self.chat.groups_of(user),
+                               self.clusters.settings_for(pending.request.cluster).roles)
         now = self.clock()
         decision = decide(pending.request, user, roles, action_id, now)
         if not decision.changed:
@@ -259,7 +301,7 @@ class Kubemaint:
         if not pending.submitted:
             request = pending.request
             self._submit(pending.verb, pending, request.command_text, request.requester, request.approvers, channel,
-                         pending.thread_ts, job_id=pending.job_id)
+                         pending.thread_ts, job_id=pending.job_id, cluster=request.cluster)
             pending.submitted = True
         approval_store.save(self.redis, pending, still_pending=False)
 
@@ -303,6 +345,11 @@ def already_asked(earlier: approval_store.PendingRequest) -> str:
     return (f"You already asked for `{escape(request.command_text)}` at {clock_time(request.created_at)}: that "
             f"request (`{request.id}`) is still waiting for approval{so_far}, and its card is the one to approve. "
             f"It expires at {clock_time(request.expires_at)}; Deny on that card withdraws it.")
+
+
+def _cluster_field(cluster: str) -> dict[str, str]:
+    """The audit record's `cluster` field, when several clusters are configured."""
+    return {"cluster": cluster} if cluster else {}
 
 
 def cluster_error(error: BaseException) -> str:

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from bot.chat.clusters import Clusters
 from bot.chat.config import ConfigError, Settings, load_settings
 from bot.contract.resources import NotConfigured, Resources
 
@@ -42,9 +43,15 @@ def warn_about_redis(settings: Settings) -> None:
         structlog.get_logger("kubemaint.startup").warning("redis.setup", warning=warning)
 
 
-def process_resources(settings: Settings) -> Resources:
-    """The resources the operations declare, built on first use and kept for the process's life."""
-    return Resources(settings.operations.resources, settings)
+def process_clusters(settings: Settings) -> Clusters:
+    """Each cluster's resources (those the operations declare), built on first use and kept for the process's life."""
+    return Clusters(settings)
+
+
+def cluster_checks(clusters: Clusters, *, warm_up: bool = False) -> dict[str, object]:
+    """The readiness check of each cluster's API: "cluster" alone, or "cluster <name>" for each of several."""
+    return {f"cluster {name}".strip(): _cluster_check(clusters.resources_for(name), warm_up=warm_up)
+            for name in clusters.names}
 
 
 def freeze_start_up_objects() -> None:
@@ -112,7 +119,7 @@ def serve(config_path: str | None) -> int:
     checks = {"slack": slack_connected} if settings.slack.mode == "socket" else {}
     # Bound before anything starts: a port in use ends the bot at once, saying so.
     if settings.metrics.port is not None:  # (the kube client is built here only for the check)
-        checks["cluster"] = _cluster_check(process_resources(settings), warm_up=True)
+        checks.update(cluster_checks(process_clusters(settings), warm_up=True))
         start_health(settings, settings.metrics.port, checks, "kubemaint serve", redis_gauges=True)
     handlers = Handlers(config_path, settings.handler_processes)
     handlers.start()
@@ -159,22 +166,24 @@ def worker(config_path: str | None, name: str | None, burst: bool, metrics_port:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     settings = load_or_exit(config_path)
     warn_about_redis(settings)
-    resources = process_resources(settings)
+    clusters = process_clusters(settings)
     port = settings.metrics.worker_port if metrics_port is None else (metrics_port or None)
-    start_health(settings, port, {"cluster": _cluster_check(resources)}, "kubemaint worker", redis_gauges=False)
+    start_health(settings, port, cluster_checks(clusters), "kubemaint worker", redis_gauges=False)
     # Building them now (the kube client imports a lot lazily) means the first job starts its first
     # step in milliseconds instead of half a second.
-    for needed in settings.operations.needed_resources():
-        try:
-            resources[needed]
-        except NotConfigured as missing:  # the operations that need it say so when asked
-            print(f"kubemaint worker: {missing}", file=sys.stderr)
+    for name in clusters.names:
+        resources = clusters.resources_for(name)
+        for needed in settings.operations.needed_resources():
+            try:
+                resources[needed]
+            except NotConfigured as missing:  # the operations that need it say so when asked
+                print(f"kubemaint worker: {f'cluster {name}: ' if name else ''}{missing}", file=sys.stderr)
     freeze_start_up_objects()
     # Jobs run in the worker process itself rather than a fork per job: forking a process that
     # holds the kube client costs tens of milliseconds a job, and a crash of either is the same
     # crash for the sweeper, which resumes the job on another worker.
     try:
-        run_worker(settings.redis_url, name=name, burst=burst, resources_factory=lambda: resources,
+        run_worker(settings.redis_url, name=name, burst=burst, resources_factory=clusters.resources_for,
                    worker_class=SimpleWorker)
     except WorkerQuit as quit_:
         print(f"kubemaint worker: {quit_}", file=sys.stderr)

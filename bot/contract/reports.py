@@ -45,6 +45,7 @@ class JobView:
     next_command: str | None = None  # what to type next, e.g. "uncordon node01" or a resume command
     waiting: str = ""  # while queued or running: why nothing moves ("worker lost at 12:03, ...")
     starts: str = ""  # while scheduled: "starts Thu 09:00 UTC" (or "continues ..." after a pause)
+    cluster: str = ""  # named in bold when several clusters are configured
 
     def __post_init__(self) -> None:
         # Accept plain (name, state, seconds, detail) tuples from callers.
@@ -78,7 +79,7 @@ def job_view(record: JobRecord, now: float) -> JobView:
     if record.state == JobState.SUCCEEDED and steps and steps[-1].detail:
         result = steps[-1].detail  # "node01 cordoned" says more than "all steps done"
     return JobView(record.id, record.spec.command_text, str(record.state), tuple(steps), max(0.0, end - started),
-                   result, next_command, waiting_for_worker(record, now), starts)
+                   result, next_command, waiting_for_worker(record, now), starts, record.spec.cluster)
 
 
 WORKER_LOST_AFTER = 15.0  # seconds without a heartbeat before a running job's message says its worker is lost
@@ -141,13 +142,15 @@ def scheduled_text(record: JobRecord, now: float, *, countdown: bool = True) -> 
     return f"🕘 Starts at {when}{due}: `resume {job}` starts it now, `cancel {job}` drops it."
 
 
-def queued_view(job_id: str, command_text: str, step_names: Iterable[str], start_at: float | None = None) -> JobView:
+def queued_view(job_id: str, command_text: str, step_names: Iterable[str], start_at: float | None = None,
+                cluster: str = "") -> JobView:
     """The message posted the moment a job is queued (or scheduled, to start at `start_at`)."""
     steps = tuple(StepView(name, "pending") for name in step_names)
     now = time.time()
     if start_at is not None and start_at > now:
-        return JobView(job_id, command_text, "scheduled", steps, starts=f"starts {_moment(start_at, now)}")
-    return JobView(job_id, command_text, "queued", steps)
+        return JobView(job_id, command_text, "scheduled", steps, starts=f"starts {_moment(start_at, now)}",
+                       cluster=cluster)
+    return JobView(job_id, command_text, "queued", steps, cluster=cluster)
 
 
 # --- how a job ended ------------------------------------------------------------------------------
@@ -310,9 +313,16 @@ def lost_job_text(job_id: str, command: str, *, kept: bool, now: list[str], undo
 # --- rendering ------------------------------------------------------------------------------------
 
 
+def cluster_tag(cluster: str) -> str:
+    """How messages name the cluster: in bold, first; nothing for the one cluster of a configuration
+    without `clusters`."""
+    return f"*{escape(cluster)}* · " if cluster else ""
+
+
 def progress_text(job: JobView) -> str:
     """The one thread message per job, edited in place: a checklist plus where it stands."""
-    header = f"{_JOB_MARKS.get(job.state, '•')} Job `{escape(job.job_id)}` · `{escape(job.command_text)}` · {job.state}"
+    header = (f"{_JOB_MARKS.get(job.state, '•')} Job `{escape(job.job_id)}` · {cluster_tag(job.cluster)}"
+              f"`{escape(job.command_text)}` · {job.state}")
     footer = [_final_line(job)]
     if job.next_command:
         footer.append(f"Next: `{escape(job.next_command)}`")
@@ -326,7 +336,8 @@ def jobs_text(jobs: Sequence[JobView]) -> str:
     if not jobs:
         return "No jobs yet."
     lines = [
-        f"{_JOB_MARKS.get(job.state, '•')} `{escape(job.job_id)}` `{escape(job.command_text)}` · {job.state}"
+        f"{_JOB_MARKS.get(job.state, '•')} `{escape(job.job_id)}` {cluster_tag(job.cluster)}"
+        f"`{escape(job.command_text)}` · {job.state}"
         + (f", {job.starts}" if job.starts else f" · {duration(job.elapsed_seconds)}")
         for job in jobs
     ]

@@ -127,7 +127,8 @@ class SharedResources(Resources):
         pass
 
 
-ResourcesFactory = Callable[[], Mapping[str, Any]]
+# Called with the job's cluster ("" for a configuration without several clusters): its resources.
+ResourcesFactory = Callable[[str], Mapping[str, Any]]
 
 
 class CheckpointData(MutableMapping[str, Any]):

@@ -56,11 +56,19 @@ def lock_key(target: str) -> str:
     return LOCK_PREFIX + target
 
 
+def qualify(target: str, cluster: str) -> str:
+    """A plan's lock target ("node:node01", "cluster") as cluster `cluster`'s own ("prod/node:node01"): with
+    several clusters, two clusters' node01 are two nodes. An unnamed single cluster's targets stay as they are."""
+    return f"{cluster}/{target}" if cluster else target
+
+
 def describe_target(target: str) -> str:
-    kind, _, name = target.partition(":")
-    if target == "cluster":
-        return "the cluster"
-    return name if kind == "node" and name else target
+    cluster, _, own = target.rpartition("/")
+    kind, _, name = own.partition(":")
+    if own == "cluster":
+        return f"cluster {cluster}" if cluster else "the cluster"
+    described = name if kind == "node" and name else own
+    return f"{described} in {cluster}" if cluster else described
 
 
 def format_since(ts: float, now: float | None = None) -> str:

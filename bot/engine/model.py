@@ -53,6 +53,8 @@ class JobSpec:
     steps: list[Step]
     created_at: float
     next_command: str | None = None  # offered once the job succeeds ("uncordon node01")
+    # The cluster whose resources run the steps ("": a configuration without `clusters`, or the job needs none).
+    cluster: str = ""
 
     def __post_init__(self) -> None:
         # Plans carry tuples; the spec keeps lists so that a JSON round trip compares equal.
@@ -74,10 +76,11 @@ class JobSpec:
     @classmethod
     def create(cls, verb: str, command_text: str, requester: str, steps: Iterable[Step], *,
                approvers: Iterable[str] = (), channel: str = "", thread_ts: str | None = None,
-               locks: Iterable[str] = (), job_id: str | None = None, next_command: str | None = None) -> JobSpec:
+               locks: Iterable[str] = (), job_id: str | None = None, next_command: str | None = None,
+               cluster: str = "") -> JobSpec:
         """A new spec with a fresh id and the current time."""
         return cls(job_id or new_job_id(), verb, command_text, requester, list(approvers), channel, thread_ts,
-                   list(locks), list(steps), time.time(), next_command)
+                   list(locks), list(steps), time.time(), next_command, cluster)
 
     def step_names(self) -> list[str]:
         return [s.name for s in self.steps]
@@ -87,7 +90,7 @@ class JobSpec:
             "id": self.id, "verb": self.verb, "command_text": self.command_text, "requester": self.requester,
             "approvers": list(self.approvers), "channel": self.channel, "thread_ts": self.thread_ts,
             "locks": list(self.locks), "steps": [s.to_dict() for s in self.steps], "created_at": self.created_at,
-            "next_command": self.next_command,
+            "next_command": self.next_command, "cluster": self.cluster,
         }
 
     @classmethod
@@ -97,7 +100,7 @@ class JobSpec:
             approvers=list(data.get("approvers") or []), channel=data.get("channel") or "",
             thread_ts=data.get("thread_ts"), locks=list(data.get("locks") or []),
             steps=[Step.from_dict(s) for s in data["steps"]], created_at=float(data["created_at"]),
-            next_command=data.get("next_command"),
+            next_command=data.get("next_command"), cluster=data.get("cluster") or "",
         )
 
     def to_json(self) -> str:

@@ -328,7 +328,8 @@ class StepRunner:
         audit(self.redis, "job.started", job=self.job_id, command=spec.command_text, worker=self.worker_name,
               pid=self.pid, attempt=record.attempts, done_steps=len(done))
         try:
-            resources = self.resources = self.resources_factory() if self.resources_factory else Resources()
+            resources = self.resources = (self.resources_factory(spec.cluster) if self.resources_factory
+                                          else Resources())
         except Exception as exc:
             self.log.exception("resources.failed")
             self._fail_before_steps(f"could not set up the worker's resources ({_reason(exc)})")

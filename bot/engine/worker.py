@@ -34,9 +34,10 @@ def run_worker(redis_url: str, name: str | None = None, burst: bool = False,
                logging_level: str = "INFO") -> bool:
     """Work the job queue until stopped (or, with `burst`, until it is empty); True if any job ran.
 
-    `resources_factory()` is called once per job run, in the process that runs the job (RQ forks a work
-    horse per job), and its result is the actions' `ctx.resources`; anything in it with a `close()` is
-    closed when the run ends. Actions must be registered (their modules imported) before this is called.
+    `resources_factory(cluster)` is called once per job run with the job's cluster, in the process that runs
+    the job (RQ forks a work horse per job), and its result is the actions' `ctx.resources`; anything in it
+    with a `close()` is closed when the run ends. Actions must be registered (their modules imported) before
+    this is called.
     """
     configure_logging(logging_level)
     name = name or default_worker_name()

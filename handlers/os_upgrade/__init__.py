@@ -22,7 +22,7 @@ def gather(resources: Mapping[str, Any], options: Any) -> MaintenanceFacts:
 
 # Every one drains nodes and takes them down: a second person reads the plan first.
 _APPROVED = OPERATORS.model_copy(update={"approval_required": True})
-_NEEDS = ("kube", "ssh", "redis", "maintenance")
+_NEEDS = ("kube", "ssh", "redis", "maintenance", "cluster")
 
 REBOOT = Operation(
     name="reboot", words="reboot NODE", options=RebootNode, needs=_NEEDS, policy=_APPROVED,

@@ -79,13 +79,14 @@ def _gate_names(settings: Any) -> tuple[str, ...]:
 
 def _cluster_holder(resources: Mapping[str, Any]) -> str | None:
     from bot.engine import read_locks
-    from bot.engine.locks import format_since, holder_alive
+    from bot.engine.locks import format_since, holder_alive, qualify
 
     try:
-        redis = resources["redis"]
+        redis, cluster = resources["redis"], resources["cluster"]
     except KeyError:
         return None
-    holder = read_locks(redis, ["cluster"]).get("cluster")
+    target = qualify("cluster", cluster)
+    holder = read_locks(redis, [target]).get(target)
     if holder is None or not holder_alive(redis, holder):
         return None  # free, or held by a dead run whose lock expires on its own
     return f"job {holder.job} ({holder.command}) since {format_since(holder.since)}"
