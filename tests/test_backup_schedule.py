@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from bot.chat.config import load_settings
 from bot.chat.progress import ProgressPublisher
-from bot.chat.schedule import SCHEDULER_USER, Scheduler, last_claimed_slot, start_scheduler
+from bot.chat.schedule import SCHEDULER_USER, Scheduler, last_claimed_slot, scheduler_for, start_scheduler
 from bot.chat.throttle import EditThrottle
 from bot.contract import Operation
 from bot.contract.registry import Registry, operations
@@ -258,3 +258,31 @@ def test_the_progress_publisher_leaves_scheduled_jobs_alone(r: Redis, chat: Chat
     publisher.dirty[job_id] = 0.0
     publisher.flush()
     assert publisher.dirty == {} and chat.posts == []  # no message to edit, and none waited for
+
+
+def test_each_clusters_schedule_submits_that_clusters_backup_in_the_same_slot(r: Redis, chat: Chat, clock: Clock,
+                                                                               tmp_path):
+    """With several clusters, each has its own schedule: its slots are claimed apart from the other's, and its
+    job runs `backup etcd --cluster NAME` against that cluster with that cluster's locks, reported in its channel."""
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text(f"""slack: {{bot_token: xoxb-1, app_token: xapp-1}}
+roles: {{approvers: [U0BOB]}}
+backups: {{schedule: "{EVERY_6H}"}}
+clusters:
+  staging: {{kubeconfig: /k, channels: [C0STAGING]}}
+  prod: {{kubeconfig: /k, channels: [C0PROD]}}
+""")
+    settings = load_settings(config, env={})
+    bots = {}
+    for name in ("staging", "prod"):
+        bot = scheduler_for(settings.for_cluster(name), r, {"redis": r}, chat, clock=clock)
+        bot.operations = with_stand_in(("tests.toy_backup",))  # the real `backup etcd` needs a cluster
+        bots[name] = bot
+    clock.now = utc("2026-12-01 06:00")
+    jobs = {name: get_job(r, bot.tick()) for name, bot in bots.items()}
+    for name, record in jobs.items():
+        assert (record.spec.cluster, record.spec.command_text, record.spec.locks) == \
+            (name, f"backup etcd --cluster {name}", [f"{name}/cluster:etcd-backup"])
+    assert (jobs["staging"].spec.channel, jobs["prod"].spec.channel) == ("C0STAGING", "C0PROD")
+    assert last_claimed_slot(r, "backup-etcd:prod") == last_claimed_slot(r, "backup-etcd:staging") == \
+        utc("2026-12-01 06:00")

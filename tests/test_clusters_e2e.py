@@ -99,8 +99,11 @@ def test_an_operator_of_staging_is_not_one_of_prod(stack):
     prod_card.click("approve", BOB)
     assert "approver" in prod.wait_ephemeral(BOB)["args"]["text"]
     assert prod_card.card().get("blocks") and node_states(stack, "prod")["node01"] is False
-    prod.wait_job(prod_card.approve(user=CAROL), ("succeeded",))
+    prod_job = prod.wait_job(prod_card.approve(user=CAROL), ("succeeded",))
     assert node_states(stack, "prod")["node01"] is True
+    # A command about a job is about its cluster, whichever channel it is typed in.
+    refused = staging.ask(f"cancel {prod_job.id}", user=DAN).reply["text"]
+    assert refused.startswith("*prod* · ") and "`cancel` needs the operator role" in refused
     staging.ask("uncordon node01").wait_progress("succeeded")
     prod.ask("uncordon node01").wait_progress("succeeded")
 

@@ -187,18 +187,27 @@ class Scheduler:
             stop.wait(interval)
 
 
-def start_scheduler(settings: Any, redis: Redis, resources: Mapping[str, Any], chat: Any,
-                    stop: threading.Event) -> threading.Thread | None:
-    """The backup schedule's thread in the bot's background process, if `backups.schedule` is set."""
+def scheduler_for(settings: Any, redis: Redis, resources: Mapping[str, Any], chat: Any, *,
+                  clock: Callable[[], float] = time.time) -> Scheduler | None:
+    """The backup schedule of the settings' cluster (None without `backups.schedule`): with several clusters,
+    each has its own slots, runs `backup etcd --cluster NAME` and reports in its own channel."""
     section = settings.backups
     if not section.schedule:
         return None
     cluster = settings.cluster_name
-    scheduler = Scheduler(redis, settings.operations, resources, chat, cron=section.schedule,
-                          channel=section.schedule_channel, cluster=cluster,
-                          command=qualified_command(BACKUP_COMMAND, cluster),
-                          name=f"backup-etcd:{cluster}" if cluster else "backup-etcd")
-    thread = threading.Thread(target=scheduler.run, args=(stop,), name="backup-schedule", daemon=True)
+    return Scheduler(redis, settings.operations, resources, chat, cron=section.schedule,
+                     channel=section.schedule_channel, cluster=cluster, clock=clock,
+                     command=qualified_command(BACKUP_COMMAND, cluster),
+                     name=f"backup-etcd:{cluster}" if cluster else "backup-etcd")
+
+
+def start_scheduler(settings: Any, redis: Redis, resources: Mapping[str, Any], chat: Any,
+                    stop: threading.Event) -> threading.Thread | None:
+    """The backup schedule's thread in the bot's background process, if `backups.schedule` is set."""
+    scheduler = scheduler_for(settings, redis, resources, chat)
+    if scheduler is None:
+        return None
+    thread = threading.Thread(target=scheduler.run, args=(stop,), name=f"{scheduler.name}-schedule", daemon=True)
     thread.start()
-    log.info("schedule.started", cron=section.schedule, channel=section.schedule_channel, command=BACKUP_COMMAND)
+    log.info("schedule.started", cron=scheduler.cron, channel=scheduler.channel, command=scheduler.command)
     return thread
