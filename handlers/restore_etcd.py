@@ -44,6 +44,8 @@ class RestoreFacts:
     nodes: Any  # ClusterSnapshot
     revision: int | None
     now: float
+    # With several clusters: the name this cluster's backups are filed under (a snapshot of another is refused).
+    own_backups: str | None = None
 
 
 def gather_restore(resources: Any, options: RestoreOptions) -> RestoreFacts:
@@ -54,7 +56,8 @@ def gather_restore(resources: Any, options: RestoreOptions) -> RestoreFacts:
     except UnknownBackup as unknown:
         entry, problem = None, str(unknown)
     client = resources["kube"]
-    return RestoreFacts(entry, problem, kube.read_nodes(client), kube.current_revision(client), time.time())
+    own = resources["backups"].cluster if resources["cluster"] else None
+    return RestoreFacts(entry, problem, kube.read_nodes(client), kube.current_revision(client), time.time(), own)
 
 
 def plan_restore(facts: RestoreFacts, options: RestoreOptions) -> Plan:
@@ -63,6 +66,10 @@ def plan_restore(facts: RestoreFacts, options: RestoreOptions) -> Plan:
         return Plan((), refusal=facts.problem or f"no backup {options.backup_id}")
     if entry.kind != "etcd":
         return Plan((), refusal=f"{entry.id} is a {entry.kind} backup, not an etcd snapshot: restore it with kubectl")
+    if facts.own_backups is not None and entry.cluster != facts.own_backups:
+        # Another cluster's etcd would replace this one's whole state: never, whatever the channel.
+        return Plan((), refusal=f"{entry.id} is a snapshot of cluster {entry.cluster}, not of "
+                                f"{facts.own_backups}: nothing was changed")
     candidates = [n for n in control_planes(facts.nodes) if n.ready]
     if not candidates:
         return Plan((), refusal="no Ready control-plane node to restore etcd on")
@@ -267,7 +274,7 @@ def _state(ctx: StepContext, node: str) -> str:
 RESTORE_ETCD = Operation(
     name="restore-etcd", words="restore etcd from BACKUP_ID", options=RestoreOptions,
     policy=Policy(allowed_roles=("operator",), approval_required=True, approvals_needed=2),
-    needs=("kube", "ssh", "backups"),
+    needs=("kube", "ssh", "backups", "cluster"),
     description="restore etcd from a snapshot taken by backup etcd (the API is down meanwhile)",
     gather=gather_restore, plan=plan_restore,
 )

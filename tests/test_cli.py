@@ -122,3 +122,26 @@ def test_a_worker_whose_metrics_port_is_taken_says_so_and_stops(tmp_path, redis_
     assert f"kubemaint worker: cannot serve metrics on 127.0.0.1:{port}: Address already in use (another process " \
            "uses it: a second worker on this host needs its own --metrics-port)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_lists_the_clusters_and_checks_each_ones_ssh(tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    config = tmp_path / "kubemaint.yaml"
+    config.write_text(f"""slack: {{bot_token: xoxb-1, app_token: xapp-1}}
+roles: {{operators: [U0ALICE], approvers: [U0BOB]}}
+ssh: {{user: kubemaint, known_hosts: {known}, key_file: {key}}}
+default_cluster: staging
+clusters:
+  staging: {{kubeconfig: /etc/kubemaint/staging.yaml, context: staging-admin, channels: [C0STAGING]}}
+  prod: {{in_cluster: true, channels: [C0PROD], ssh: {{known_hosts: {tmp_path / 'missing'}}}}}
+""")
+    result = kubemaint("check-config", "--config", str(config))
+    assert "cluster staging (default): /etc/kubemaint/staging.yaml context staging-admin; C0STAGING" in result.stdout
+    assert "cluster prod: in-cluster; C0PROD" in result.stdout
+    staging, prod = result.stdout.split("-- cluster staging\n")[1].split("-- cluster prod\n")
+    assert staging.startswith("ssh: ") and "missing" not in staging
+    assert prod.startswith("ssh: ") and "missing" in prod  # prod's own known_hosts does not exist
+    assert result.returncode == 1

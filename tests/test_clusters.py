@@ -169,3 +169,20 @@ def test_the_readmes_several_clusters_example_loads_as_it_says(tmp_path):
     assert prod.maintenance.windows and not staging.maintenance.windows
     assert (prod.backups.store.bucket, prod.backups.cluster, prod.backups.schedule_channel) == \
         ("acme-kubemaint", "prod", "C0PROD")
+
+
+def test_a_snapshot_of_another_cluster_is_never_restored():
+    from bot.backups import Entry
+    from handlers.restore_etcd import RestoreFacts, RestoreOptions, plan_restore
+    from tests.scenario_snapshots import snapshot_of
+
+    entry = Entry(id="b-0f601644", kind="etcd", cluster="staging", created_at=0, requester="U0ALICE",
+                  key="staging/etcd/b-0f601644.db", location="file:///b", size=1, sha256="0" * 64,
+                  node="controlplane", revision=10, keys=5, objects=5)
+    nodes = snapshot_of("seeds-os-upgrade")
+    options = RestoreOptions(backup_id="b-0f601644")
+    refused = plan_restore(RestoreFacts(entry, None, nodes, 20, 100.0, own_backups="prod"), options)
+    assert refused.refusal == "b-0f601644 is a snapshot of cluster staging, not of prod: nothing was changed"
+    assert not refused.steps
+    assert plan_restore(RestoreFacts(entry, None, nodes, 20, 100.0, own_backups="staging"), options).steps
+    assert plan_restore(RestoreFacts(entry, None, nodes, 20, 100.0), options).steps  # one unnamed cluster: as before
