@@ -171,13 +171,13 @@ def worker(config_path: str | None, name: str | None, burst: bool, metrics_port:
     start_health(settings, port, cluster_checks(clusters), "kubemaint worker", redis_gauges=False)
     # Building them now (the kube client imports a lot lazily) means the first job starts its first
     # step in milliseconds instead of half a second.
-    for name in clusters.names:
-        resources = clusters.resources_for(name)
+    for cluster in clusters.names:
+        resources = clusters.resources_for(cluster)
         for needed in settings.operations.needed_resources():
             try:
                 resources[needed]
             except NotConfigured as missing:  # the operations that need it say so when asked
-                print(f"kubemaint worker: {f'cluster {name}: ' if name else ''}{missing}", file=sys.stderr)
+                print(f"kubemaint worker: {f'cluster {cluster}: ' if cluster else ''}{missing}", file=sys.stderr)
     freeze_start_up_objects()
     # Jobs run in the worker process itself rather than a fork per job: forking a process that
     # holds the kube client costs tens of milliseconds a job, and a crash of either is the same
