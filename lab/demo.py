@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     several = {} if args.scenario else {"clusters": CLUSTERS, "cluster_channels": CHANNELS}
     print(f"starting the lab {'cluster' if args.scenario else 'clusters (staging, prod)'}, Redis, the Slack "
           "emulator, a worker and the bot...", flush=True)
+    # A SIGTERM (a terminal closed, `kill`) ends the demo as /quit does: every process it started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Stack(scenario=args.scenario or "seeds-os-upgrade", mode=args.mode, time_scale=args.time_scale,
                on_restart=tell_restart, **several) as stack:
         if args.headless:

@@ -125,3 +125,32 @@ def test_numbers_click_the_newest_cards_buttons_and_a_stale_one_is_refused() -> 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def test_a_terminated_demo_stops_every_process_it_started() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "demo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    terminal = Terminal(proc)
+    try:
+        terminal.wait("export KUBECONFIG=", timeout=120)
+        workdir = terminal.seen.split("export KUBECONFIG=")[1].split("/lab-")[0]
+        assert processes_mentioning(workdir)  # the labs, Redis, the bot and the worker are running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        wait_until(lambda: not processes_mentioning(workdir), timeout=20, message="the demo's processes to end")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
