@@ -186,3 +186,10 @@ def test_a_snapshot_of_another_cluster_is_never_restored():
     assert not refused.steps
     assert plan_restore(RestoreFacts(entry, None, nodes, 20, 100.0, own_backups="staging"), options).steps
     assert plan_restore(RestoreFacts(entry, None, nodes, 20, 100.0), options).steps  # one unnamed cluster: as before
+
+
+def test_readiness_checks_each_clusters_api_by_name(tmp_path):
+    from bot.chat.startup import cluster_checks
+
+    assert set(cluster_checks(Clusters(load(tmp_path, TWO)))) == {"cluster staging", "cluster prod"}
+    assert set(cluster_checks(Clusters(load(tmp_path, ONE + "kubeconfig: /k\n")))) == {"cluster"}
