@@ -2,16 +2,13 @@
 both): another worker resumes the job from that step, re-runs it, and the restore still ends `succeeded`
 with the deleted Deployment blue back, the API answering and etcd.yaml pointing at the restored data.
 
-One stack for the module, the lab reset between cases, and one backup for all of them: it is kept in
-the bot's store (outside the lab), and the reset rebuilds the control plane a restore changed (fresh
-etcd data, etcd.yaml as the scenario has it), so each case restores onto an untouched control plane.
-
-The moment to kill: the step must be running, and stay running long enough. The first step only reads
-the backup store, so its file is swapped for a FIFO (the read blocks until the file is put back); the
-steps on the control plane are slowed by a machine fault (every SSH command waits), cleared at the kill.
-The fault is set once the step two before the one to kill has begun (at the approvals when there is none
-on the control plane), and the case checks that its step had not begun then: the steps before run at
-full speed, and the one to kill runs slowed from its first command.
+One stack for the module, the lab reset between cases. The moment to kill: the step must be running, and
+stay running long enough. The first step only reads the backup store, so its file is swapped for a FIFO
+(the read blocks until the file is put back); the steps on the control plane are slowed by a machine
+fault (every SSH command waits), cleared at the kill. The fault is set once the step two before the one
+to kill has begun (at the approvals when there is none on the control plane), and the case checks that
+its step had not begun then: the steps before run at full speed, the one to kill is slowed from its
+first command.
 """
 
 from __future__ import annotations
@@ -47,21 +44,14 @@ def stack() -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def backup_id(stack: Stack) -> str:
-    """A snapshot of the scenario's cluster (with Deployment blue), restored by every case."""
-    chat = Chat(stack, timeout=30).reset()
-    final = text_of(chat.ask("backup etcd").wait_progress("succeeded", timeout=90, what="the backup"))
-    return re.search(r"backup (b-[0-9a-f]{8})", final)[1]
-
-
 def kubectl(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["kubectl", "--kubeconfig", str(stack.lab.kubeconfig), *args], capture_output=True,
                           text=True, timeout=60)
 
 
-def manifest(stack: Stack) -> str:
-    return stack.lab.ssh("controlplane", "sudo cat /etc/kubernetes/manifests/etcd.yaml").stdout
+def backup(chat: Chat) -> str:
+    final = text_of(chat.ask("backup etcd").wait_progress("succeeded", timeout=90, what="the backup"))
+    return re.search(r"backup (b-[0-9a-f]{8})", final)[1]
 
 
 def step_state(chat: Chat, job_id: str, action: str) -> str | None:
@@ -77,11 +67,10 @@ def running(chat: Chat, job_id: str, action: str):
 
 
 @pytest.mark.parametrize("action", list(INTO))
-def test_a_worker_killed_in_a_step_is_replaced_and_the_restore_succeeds(stack: Stack, backup_id: str,
-                                                                       action: str) -> None:
+def test_a_worker_killed_in_a_step_is_replaced_and_the_restore_succeeds(stack: Stack, action: str) -> None:
     chat = Chat(stack, timeout=30).reset()
     stack.lab.set_machine_faults("controlplane", {})
-    assert f"etcd-from-backup-{backup_id}" not in manifest(stack), "the reset put back the scenario's etcd.yaml"
+    backup_id = backup(chat)
     assert kubectl(stack, "delete", "deployment", "blue").returncode == 0
 
     stored = next((stack.workdir / "backups").rglob(f"{backup_id}.db"))
@@ -128,4 +117,5 @@ def test_a_worker_killed_in_a_step_is_replaced_and_the_restore_succeeds(stack: S
     assert step.runs == 2, "the interrupted step was run again"
     assert kubectl(stack, "get", "deployment", "blue").returncode == 0, "blue is back"
     assert kubectl(stack, "get", "nodes").returncode == 0
-    assert f"/var/lib/etcd-from-backup-{backup_id}" in manifest(stack)
+    manifest = stack.lab.ssh("controlplane", "sudo cat /etc/kubernetes/manifests/etcd.yaml").stdout
+    assert f"/var/lib/etcd-from-backup-{backup_id}" in manifest
