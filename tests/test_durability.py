@@ -14,9 +14,10 @@ import pytest
 
 from tests.chat_driver import Chat, Stack
 
-pytestmark = pytest.mark.runs_long(100)
+pytestmark = pytest.mark.runs_long(60)
 
 PDB = "payments-pdb"
+TIME_SCALE = 0.15
 
 
 def node_with(stack: Stack, prefix: str) -> str:
@@ -41,9 +42,10 @@ def restart_redis(stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def shop():
-    # Pods take about 9 s to stop (30 s grace x 0.3), so a drain's wait step lasts long enough to
-    # kill Redis during it; payments-pdb allows no disruption, which holds the eviction step.
-    with Stack(scenario="three-workers", time_scale=0.3, workers=2) as running:
+    # Pods take about 4.5 s to stop (30 s grace x 0.15), so a drain's wait step lasts long enough to
+    # kill Redis during it (a restart takes a fraction of a second); payments-pdb allows no disruption,
+    # which holds the eviction step.
+    with Stack(scenario="three-workers", time_scale=TIME_SCALE, workers=2) as running:
         yield running
 
 
@@ -91,7 +93,7 @@ def test_redis_restarted_with_its_file_while_pods_terminate(shop):
 
 
 def test_without_persistence_the_thread_is_told_what_happened_and_what_to_do():
-    with Stack(scenario="three-workers", time_scale=0.3, workers=2, redis_persistence="none") as stack:
+    with Stack(scenario="three-workers", time_scale=TIME_SCALE, workers=2, redis_persistence="none") as stack:
         chat, node, thread, job_id = drain_payments_node(stack, budget_allows=False)
         thread.wait_progress(PDB, timeout=60, what="the eviction to wait on the PDB")
         restart_redis(stack)  # comes back empty

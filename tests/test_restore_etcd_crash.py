@@ -5,7 +5,10 @@ with the deleted Deployment blue back, the API answering and etcd.yaml pointing 
 One stack for the module, the lab reset between cases. The moment to kill: the step must be running, and
 stay running long enough. The first step only reads the backup store, so its file is swapped for a FIFO
 (the read blocks until the file is put back); the steps on the control plane are slowed by a machine
-fault (every SSH command waits), set when the approvals are in and cleared at the kill.
+fault (every SSH command waits), cleared at the kill. The fault is set once the step two before the one
+to kill has begun (at the approvals when there is none on the control plane), and the case checks that
+its step had not begun then: the steps before run at full speed, the one to kill is slowed from its
+first command.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from bot.engine.store import get_job
 from lab.testing import wait_until
 from tests.chat_driver import ALICE, BOB, CAROL, Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(170)
+pytestmark = pytest.mark.runs_long(130)
 
 SLOW = {"latencyMs": 700}  # every SSH command on the control plane waits this long
 # Each step with how far into it (seconds) the worker dies, under SLOW, where the step takes 0.75 s (check)
@@ -51,6 +54,11 @@ def backup(chat: Chat) -> str:
     return re.search(r"backup (b-[0-9a-f]{8})", final)[1]
 
 
+def step_state(chat: Chat, job_id: str, action: str) -> str | None:
+    record = get_job(chat.redis, job_id)
+    return record and next(str(s.state) for s in record.steps if s.action == f"restore_etcd.{action}")
+
+
 def running(chat: Chat, job_id: str, action: str):
     """The job's record while its step `action` runs (polled straight from Redis: some steps are short)."""
     record = get_job(chat.redis, job_id)
@@ -69,13 +77,20 @@ def test_a_worker_killed_in_a_step_is_replaced_and_the_restore_succeeds(stack: S
     held = stored.with_name(stored.name + ".held")
     thread = chat.ask(f"restore etcd from {backup_id}", user=ALICE)
     thread.click("approve", BOB)
+    order = list(INTO)
+    slow_from = order[order.index(action) - 2] if order.index(action) > 2 else None
     if action == "verify":
         stored.rename(held)
         os.mkfifo(stored)  # the step's read blocks here until the file is back
-    else:
+    elif slow_from is None:
         stack.lab.set_machine_faults("controlplane", SLOW)
     try:
         job_id = thread.approve(CAROL)
+        if slow_from is not None:
+            wait_until(lambda: step_state(chat, job_id, slow_from) in ("running", "done"), timeout=60, interval=0.01,
+                       message=f"step {slow_from} to begin")
+            stack.lab.set_machine_faults("controlplane", SLOW)
+            assert step_state(chat, job_id, action) == "pending", f"step {action} began before the machine was slowed"
         wait_until(lambda: running(chat, job_id, action), timeout=120, interval=0.01, message=f"step {action} to run")
         time.sleep(INTO[action])
         record = running(chat, job_id, action)
