@@ -92,6 +92,7 @@ class Stack:
     operation_modules: tuple[str, ...] = ()  # more operations for the bot and the workers (config key)
     ssh_settings: dict = field(default_factory=dict)  # over the bot's ssh section (e.g. a short deadline)
     maintenance: dict = field(default_factory=dict)  # the config's maintenance section (windows, blockers, gates)
+    recovery: dict = field(default_factory=dict)  # the config's recovery section (how fast a dead worker is noticed)
     # Serve /metrics, /healthz and /readyz: the bot and each worker on a free port of its own (`metrics_url`).
     metrics: bool = False
     metrics_ports: dict[str, int] = field(default_factory=dict)  # "bot", "worker<N>" -> port
@@ -191,6 +192,7 @@ class Stack:
             # The demo's edits come fast so a person sees steps tick; Slack's budget still applies.
             "progress": {"edit_interval_seconds": 1, "updates_per_minute": 45},
             **({"maintenance": self.maintenance} if self.maintenance else {}),
+            **({"recovery": self.recovery} if self.recovery else {}),
             **({"metrics": {"address": "127.0.0.1", "port": self.metrics_ports["bot"]}} if self.metrics else {}),
         }
 

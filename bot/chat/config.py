@@ -493,6 +493,26 @@ class MetricsSettings(_Section):
     worker_port: MetricsPort | None = None
 
 
+class RecoverySettings(_Section):
+    """How fast another worker takes over the job of a worker that died (docs/operations.md, "When a process
+    dies"): a running job beats every `heartbeat_seconds`; silent for `dead_after_seconds`, it is resumed by
+    the first worker whose sweep (every `sweep_seconds`) sees it. Shorter is a faster take-over, and more
+    Redis traffic; a worker stalled longer than `dead_after_seconds` (a long GC pause, a frozen VM) loses its job."""
+
+    heartbeat_seconds: float = Field(default=2, gt=0, le=60)
+    dead_after_seconds: float = Field(default=6, gt=0, le=600)
+    sweep_seconds: float = Field(default=2, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _beats_before_it_is_dead(self) -> RecoverySettings:
+        # One late heartbeat must not make a live worker look dead.
+        if self.dead_after_seconds < 2 * self.heartbeat_seconds:
+            raise PydanticCustomError("recovery", "dead_after_seconds: must be at least twice heartbeat_seconds "
+                                                  "({beat} s), or one late heartbeat makes a live worker look dead",
+                                      {"beat": f"{self.heartbeat_seconds:g}"})
+        return self
+
+
 def _minor_number(value: Any) -> Any:
     # People write the release line the way Kubernetes does ("v1.33"); we store the minor.
     if isinstance(value, str):
@@ -649,6 +669,7 @@ class Settings(BaseSettings):
     backups: BackupSettings = BackupSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    recovery: RecoverySettings = RecoverySettings()
     # Several clusters (docs/configuration.md, "Several clusters"): each with its own API, nodes, backups and
     # maintenance settings; a channel's commands go to its cluster, and `--cluster NAME` to any other.
     clusters: dict[Annotated[str, AfterValidator(_cluster_name)], ClusterSettings] = Field(default_factory=dict)

@@ -160,6 +160,7 @@ def worker(config_path: str | None, name: str | None, burst: bool, metrics_port:
     metrics and health are served (None: the config's metrics.worker_port; 0: nowhere)."""
     from rq import SimpleWorker
 
+    from bot.engine.runner import Timings
     from bot.engine.worker import WorkerQuit, run_worker
 
     # A stop before RQ installs its own handlers (while the worker registers) is a clean exit too.
@@ -183,8 +184,11 @@ def worker(config_path: str | None, name: str | None, burst: bool, metrics_port:
     # holds the kube client costs tens of milliseconds a job, and a crash of either is the same
     # crash for the sweeper, which resumes the job on another worker.
     try:
+        recovery = settings.recovery
+        timings = Timings(heartbeat_interval=recovery.heartbeat_seconds, heartbeat_ttl=recovery.dead_after_seconds,
+                          sweep_interval=recovery.sweep_seconds)
         run_worker(settings.redis_url, name=name, burst=burst, resources_factory=clusters.resources_for,
-                   worker_class=SimpleWorker)
+                   worker_class=SimpleWorker, timings=timings)
     except WorkerQuit as quit_:
         print(f"kubemaint worker: {quit_}", file=sys.stderr)
         return 1
