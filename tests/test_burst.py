@@ -10,7 +10,7 @@ import pytest
 
 from tests.chat_driver import ALICE, BOB, BOT, Chat, Stack, buttons, text_of
 
-pytestmark = pytest.mark.runs_long(70)
+pytestmark = pytest.mark.runs_long(61)
 
 USERS = [f"U0OP{i:02d}" for i in range(10)]
 NODES = ["node01", "node02", "node03"]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.chat_driver import ALICE, BOB, BOT, CHANNEL, VICTOR, Chat, Stack, buttons, job_id_of, text_of
 
-pytestmark = pytest.mark.runs_long(125)
+pytestmark = pytest.mark.runs_long(100)
 
 
 @pytest.fixture(scope="module", params=["socket", "http"])

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 from redis import Redis
 
 from bot.engine.audit import audit
+
+pytestmark = pytest.mark.runs_long(43)
 
 pytest_plugins = ["tests.redis_fixtures"]
 

@@ -11,7 +11,7 @@ import pytest
 from bot.engine.audit import read_audit
 from tests.chat_driver import ALICE, BOB, CAROL, CHANNEL, Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(25)
+pytestmark = pytest.mark.runs_long(22)
 
 STAGING, PROD = "C0STAGING", "C0PROD"
 DAN = "U0DAN"  # an operator of staging (the top-level roles), not of prod (prod's own roles)

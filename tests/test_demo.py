@@ -16,6 +16,8 @@ import pytest
 from lab.slack.client import SlackLabClient
 from lab.testing import child_pids, wait_until
 
+pytestmark = pytest.mark.runs_long(52)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, dict]]:

@@ -14,7 +14,7 @@ import pytest
 from tests.chat_driver import ALICE, BOB, CAROL, Chat, Stack, text_of
 from tests.manifests import BASE, EXAMPLE, KUSTOMIZE, cluster_role_rules, overlay_on, render
 
-pytestmark = pytest.mark.runs_long(45)
+pytestmark = pytest.mark.runs_long(49)
 
 
 def needed_permission(method: str, path: str) -> tuple[str, str, frozenset[str]] | None:

@@ -23,6 +23,8 @@ from handlers.drain import drain_decisions
 from lab.testing import LabProcess
 from tests.test_kubectl import no_controller_error
 
+pytestmark = pytest.mark.runs_long(43)
+
 NAMESPACE = "drift"
 NODE = "node01"
 LIVE_DAEMONSET = "here-ds"

@@ -10,7 +10,7 @@ import pytest
 from bot.contract.reports import ending_text
 from tests.chat_driver import Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(90)
+pytestmark = pytest.mark.runs_long(82)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.chat_driver import Chat, Stack
 
-pytestmark = pytest.mark.runs_long(60)
+pytestmark = pytest.mark.runs_long(58)
 
 PDB = "payments-pdb"
 TIME_SCALE = 0.15

@@ -24,6 +24,8 @@ from lab.redis_server import RedisServer
 from tests.fake_clock import Clock
 from tests.jobs_support import Workers, calls, wait_for, wait_for_state, wait_for_step
 
+pytestmark = pytest.mark.runs_long(28)
+
 pytest_plugins = ["tests.redis_fixtures"]
 
 WITH_PAUSE_ACTIONS = ("--import", "tests.pause_actions")

@@ -11,6 +11,8 @@ import pytest
 from lab.stack import Stack
 from lab.testing import wait_until
 
+pytestmark = pytest.mark.runs_long(39)
+
 
 def alive(pid: int) -> bool:
     try:

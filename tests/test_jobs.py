@@ -21,6 +21,8 @@ from bot.engine.store import job_key, read_checkpoint_data, runner_key
 from bot.engine.sweeper import sweep_once
 from tests.jobs_support import Workers, calls, wait_for, wait_for_state, wait_for_step
 
+pytestmark = pytest.mark.runs_long(39)
+
 pytest_plugins = ["tests.redis_fixtures"]
 
 
@@ -259,6 +261,9 @@ def test_a_killed_work_horse_is_resumed_without_waiting_for_the_heartbeat_ttl(r:
     spec = spec_of(record("a"), block("wait", "test:go"), record("c"))
     submit(r, spec)
     wait_for_step(r, spec.id, "wait", "running")
+    # The step is marked running just before its action starts: killed in between, the first run would leave no
+    # "start:wait" behind, and the calls below would not tell the two runs apart.
+    wait_for(lambda: "start:wait" in calls(r), timeout=30, message="the wait step's action to start")
     horse = get_job(r, spec.id).pid
     assert horse != worker.pid
     killed_at = time.time()

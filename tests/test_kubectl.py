@@ -10,7 +10,7 @@ import pytest
 
 from lab.testing import LabProcess
 
-pytestmark = pytest.mark.runs_long(65)
+pytestmark = pytest.mark.runs_long(66)
 
 
 def lines(result: subprocess.CompletedProcess) -> list[str]:

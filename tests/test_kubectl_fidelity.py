@@ -13,7 +13,7 @@ import pytest
 
 from lab.testing import LabProcess, wait_until
 
-pytestmark = pytest.mark.runs_long(40)
+pytestmark = pytest.mark.runs_long(30)
 
 INSTALL = """\
 apiVersion: v1

@@ -28,6 +28,8 @@ from lab.machines.pods import on_own_address, run_script
 from lab.testing import LabProcess, wait_until
 from tests.conftest import Kubectl
 
+pytestmark = pytest.mark.runs_long(22)
+
 PKI = "/etc/kubernetes/pki"
 ETCDCTL = (f"sudo ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert={PKI}/etcd/ca.crt "
            f"--cert={PKI}/etcd/healthcheck-client.crt --key={PKI}/etcd/healthcheck-client.key")

@@ -17,7 +17,7 @@ import pytest
 from lab.machines.programs import upgrade_text as text
 from lab.testing import LabProcess, wait_until
 
-pytestmark = pytest.mark.runs_long(45)
+pytestmark = pytest.mark.runs_long(58)
 
 SCALE = 0.05
 GRACE = 40 * SCALE

@@ -16,7 +16,7 @@ import pytest
 
 from lab.testing import LabError, LabProcess
 
-pytestmark = pytest.mark.runs_long(50)
+pytestmark = pytest.mark.runs_long(48)
 
 GRACE = 40 * 0.05  # the node monitor grace period at the pool's time scale
 

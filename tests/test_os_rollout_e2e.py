@@ -18,7 +18,7 @@ from lab.prometheus import FakePrometheus
 from lab.testing import wait_until
 from tests.chat_driver import Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(90)
+pytestmark = pytest.mark.runs_long(97)
 
 TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 WORKERS = ("node01", "node02", "node03")

@@ -26,7 +26,7 @@ from bot.engine.store import get_job
 from lab.testing import wait_until
 from tests.chat_driver import ALICE, BOB, CAROL, Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(130)
+pytestmark = pytest.mark.runs_long(136)
 
 SLOW = {"latencyMs": 700}  # every SSH command on the control plane waits this long
 # Each step with how far into it (seconds) the worker dies, under SLOW, where the step takes 0.75 s (check)

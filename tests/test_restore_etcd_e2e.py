@@ -14,6 +14,8 @@ import pytest
 from bot.backups import Catalog
 from tests.chat_driver import ALICE, BOB, CAROL, Chat, Stack, buttons, text_of
 
+pytestmark = pytest.mark.runs_long(29)
+
 API_ASIDE = "/etc/kubernetes/kube-apiserver.yaml.kubemaint-restore"
 
 

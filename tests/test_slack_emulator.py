@@ -32,7 +32,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 
 from lab.slack import EmulatorThread, RateLimit, SlackLabError, signed_headers
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.runs_long(22)]
 
 APPROVAL_BLOCKS = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "*cordon node01* needs an approval"}},

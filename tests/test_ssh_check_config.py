@@ -15,6 +15,8 @@ from redis import Redis
 from bot.engine.audit import read_audit
 from tests.sshd_support import KeyPair, PrivateSshd, make_key, write_known_hosts
 
+pytestmark = pytest.mark.runs_long(33)
+
 pytest_plugins = ["tests.redis_fixtures"]
 
 

@@ -24,6 +24,8 @@ from bot.nodes import (
 )
 from tests.sshd_support import wait_until
 
+pytestmark = pytest.mark.runs_long(26)
+
 pytest_plugins = ["tests.ssh_fixtures"]
 
 

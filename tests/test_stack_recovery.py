@@ -28,7 +28,7 @@ from lab.stack import worker_name
 from lab.testing import wait_until
 from tests.chat_driver import ALICE, BOB, VICTOR, Chat, Stack, buttons
 
-pytestmark = pytest.mark.runs_long(60)
+pytestmark = pytest.mark.runs_long(59)
 
 RESTART_BOUND = 5.0  # seconds from the kill until the supervisor's new process runs
 BACK_AT_WORK = 30.0  # seconds from the kill until it is connected or registered again, even under load

@@ -17,6 +17,8 @@ import pytest
 from bot.engine.audit import read_audit
 from tests.chat_driver import Chat, Stack, text_of
 
+pytestmark = pytest.mark.runs_long(51)
+
 DEADLINE = 4  # the bot's ssh.command_deadline_seconds here: a slow machine is given up on quickly
 SESSION_LOG = "/var/log/kubemaint-lab-sessions.log"
 FACTS_MARK = "@@kubemaint:os"  # a line of the facts script `status NODE` runs

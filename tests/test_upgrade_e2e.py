@@ -20,7 +20,7 @@ from bot.engine.store import get_job
 from lab.testing import wait_until
 from tests.chat_driver import Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(110)
+pytestmark = pytest.mark.runs_long(130)
 
 TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 
