@@ -18,11 +18,13 @@ TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 
 
 def clock(epoch: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(epoch))
+    """A moment as the bot writes it: seconds only when there are some (a window opening at 06:47:00 is 06:47)."""
+    return time.strftime("%H:%M:%S" if int(epoch) % 60 else "%H:%M", time.gmtime(epoch))
 
 
 def window(start: float, end: float) -> dict:
-    return {"days": "daily", "start": clock(start), "end": clock(end), "time_zone": "UTC"}
+    return {"days": "daily", "start": time.strftime("%H:%M:%S", time.gmtime(start)),
+            "end": time.strftime("%H:%M:%S", time.gmtime(end)), "time_zone": "UTC"}
 
 
 def test_outside_the_window_is_refused_and_at_window_starts_it_when_it_opens() -> None:
