@@ -20,7 +20,7 @@ from bot.engine.store import get_job
 from lab.testing import wait_until
 from tests.chat_driver import Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(130)
+pytestmark = pytest.mark.runs_long(105)
 
 TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 
@@ -29,7 +29,7 @@ FAST_TAKE_OVER = {"heartbeat_seconds": 1, "dead_after_seconds": 4, "sweep_second
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with Stack(scenario="seeds-upgrade", time_scale=0.05, workers=2, recovery=FAST_TAKE_OVER) as running:
+    with Stack(scenario="seeds-upgrade", time_scale=0.02, workers=2, recovery=FAST_TAKE_OVER) as running:
         yield running
 
 
