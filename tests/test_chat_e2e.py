@@ -86,6 +86,8 @@ def test_non_approver_click_changes_nothing(stack, chat):
 
 
 def test_expired_request_says_so_and_cannot_be_approved(stack, chat):
+    if stack.mode != "socket":
+        pytest.skip("a request expires in the bot's background sweep, whichever way Slack reaches the bot")
     cordon = chat.ask("cordon node01", user=ALICE)
     expired = cordon.settled_card(timeout=20, what="the card to expire")
     assert "expired" in text_of(expired).lower()

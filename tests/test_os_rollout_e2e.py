@@ -18,7 +18,7 @@ from lab.prometheus import FakePrometheus
 from lab.testing import wait_until
 from tests.chat_driver import Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(70)
+pytestmark = pytest.mark.runs_long(90)
 
 TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 WORKERS = ("node01", "node02", "node03")
@@ -41,7 +41,7 @@ def stack(prometheus: FakePrometheus) -> Iterator[Stack]:
         "gates": {"http": [{"url": prometheus.health_url, "timeout_seconds": 2}],
                   "prometheus": {"url": prometheus.url, "timeout_seconds": 2, "queries": [ALERTS]}},
     }
-    with Stack(scenario="os-fleet", time_scale=0.02, workers=2, maintenance=maintenance) as running:
+    with Stack(scenario="os-fleet", time_scale=0.05, workers=2, maintenance=maintenance) as running:
         yield running
 
 
