@@ -37,12 +37,10 @@ SLOW = {"latencyMs": 700}  # every SSH command on the control plane waits this l
 INTO = {"verify": 0.3, "copy": 1.0, "stop_api": 1.2, "restore": 1.1, "repoint": 1.8, "wait_etcd": 1.0,
         "start_api": 1.2, "check": 0.3}
 
-# Every case kills a worker: the survivor takes over after 4 s of silence instead of 6 (recovery settings).
-FAST_TAKE_OVER = {"heartbeat_seconds": 1, "dead_after_seconds": 4, "sweep_seconds": 0.5}
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with Stack(scenario="seeds-os-upgrade", time_scale=0.2, workers=2, recovery=FAST_TAKE_OVER) as running:
+    with Stack(scenario="seeds-os-upgrade", time_scale=0.2, workers=2) as running:
         yield running
 
 
