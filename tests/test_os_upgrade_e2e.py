@@ -17,7 +17,7 @@ import pytest
 from lab.testing import wait_until
 from tests.chat_driver import Chat, Stack, text_of
 
-pytestmark = pytest.mark.runs_long(45)
+pytestmark = pytest.mark.runs_long(54)
 
 TERMINAL = ("succeeded", "failed", "halted", "cancelled")
 OLD_KERNEL, NEW_KERNEL = "5.4.0-1036-gcp", "5.4.0-1040-gcp"
@@ -25,7 +25,7 @@ OLD_KERNEL, NEW_KERNEL = "5.4.0-1036-gcp", "5.4.0-1040-gcp"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with Stack(scenario="seeds-os-upgrade", time_scale=0.02, workers=2) as running:
+    with Stack(scenario="seeds-os-upgrade", time_scale=0.05, workers=2) as running:
         yield running
 
 
