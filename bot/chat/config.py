@@ -567,6 +567,12 @@ def _check_approvals(roles: RoleSettings, policies: Mapping[str, Policy], where:
             )
 
 
+# Every command gets a policy (its defaults, with the file's keys over them); a kubeconfig path may start with ~.
+Policies = Annotated[dict[Annotated[str, AfterValidator(_known_command)], Policy],
+                     BeforeValidator(_with_default_policies)]
+Kubeconfig = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
+
+
 # What a cluster inherits from the top level, key by key, where its own section says nothing.
 INHERITED = ("ssh", "backups", "maintenance", "roles", "policies")
 
@@ -611,7 +617,7 @@ class ClusterSettings(_Section):
     """One cluster of several: how to reach its API (a kubeconfig and context, or `in_cluster`), the channels
     whose commands go to it, and its own sections (inherited from the top level, key by key)."""
 
-    kubeconfig: Path | None = None
+    kubeconfig: Kubeconfig | None = None
     context: str | None = None
     in_cluster: bool = False
     channels: tuple[Annotated[str, AfterValidator(_channel_id)], ...] = ()
@@ -619,18 +625,7 @@ class ClusterSettings(_Section):
     backups: BackupSettings = BackupSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     roles: RoleSettings = RoleSettings()
-    policies: dict[Annotated[str, AfterValidator(_known_command)], Policy] = Field(
-        default_factory=dict, validate_default=True)
-
-    @field_validator("policies", mode="before")
-    @classmethod
-    def _fill_default_policies(cls, given: Any) -> Any:
-        return _with_default_policies(given)
-
-    @field_validator("kubeconfig")
-    @classmethod
-    def _expand_home(cls, path: Path | None) -> Path | None:
-        return path.expanduser() if path is not None else None
+    policies: Policies = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="after")
     def _one_way_to_the_api(self) -> ClusterSettings:
@@ -651,12 +646,11 @@ class Settings(BaseSettings):
 
     slack: SlackSettings
     redis_url: Annotated[str, AfterValidator(_redis_url)] = "redis://127.0.0.1:6379/0"
-    kubeconfig: Path | None = None
+    kubeconfig: Kubeconfig | None = None
     context: str | None = None
     roles: RoleSettings = RoleSettings()
     operation_modules: tuple[Annotated[str, AfterValidator(_module_name)], ...] = ()
-    policies: dict[Annotated[str, AfterValidator(_known_command)], Policy] = Field(
-        default_factory=dict, validate_default=True)
+    policies: Policies = Field(default_factory=dict, validate_default=True)
     # The newest Kubernetes minor this deployment knows of, and how many of the newest minors are
     # supported. Defaults: v1.33 (released 2025-04-23) and upstream's three; raise the first when
     # a new minor is released, and `status` stops calling it unsupported.
@@ -675,16 +669,6 @@ class Settings(BaseSettings):
     clusters: dict[Annotated[str, AfterValidator(_cluster_name)], ClusterSettings] = Field(default_factory=dict)
     default_cluster: str | None = None  # for channels no cluster names
     _cluster: str = PrivateAttr(default="")  # set on the settings `for_cluster` returns
-
-    @field_validator("policies", mode="before")
-    @classmethod
-    def _fill_default_policies(cls, given: Any) -> Any:
-        return _with_default_policies(given)
-
-    @field_validator("kubeconfig")
-    @classmethod
-    def _expand_home(cls, path: Path | None) -> Path | None:
-        return path.expanduser() if path is not None else None
 
     @model_validator(mode="before")
     @classmethod
